@@ -1,0 +1,519 @@
+//! The checkpoint: a directory holding the resolved config and the weights, written atomically.
+//!
+//! ```text
+//! <checkpoint>/
+//!   config.toml           the resolved config (every default filled in)
+//!   weights.safetensors   every tensor of `schema::Plan::tensor_specs`, f32, little-endian
+//!   meta.json             format version, producer, epoch, metrics (see `CheckpointMeta`)
+//!   golden.safetensors    optional: verification rows and the producer's probabilities
+//!   <other files>         optional, producer-private (the trainer's optimizer state); ignored
+//! ```
+//!
+//! Writing goes to a hidden sibling directory first, every file is synced, then the directory is
+//! renamed into place (a previous checkpoint under the same name is moved aside first and removed
+//! last), so a crash never leaves a half-written checkpoint under the final name.
+//!
+//! Reading checks the weights against the config: every required tensor present with the
+//! config's shape and dtype, nothing extra, every value finite, every `dense.std` positive.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::error::ModelError;
+use crate::schema::{Dtype, Plan, DENSE_STD};
+
+/// File names inside a checkpoint directory.
+pub mod files {
+    /// The resolved config.
+    pub const CONFIG: &str = "config.toml";
+    /// The weights.
+    pub const WEIGHTS: &str = "weights.safetensors";
+    /// The metadata.
+    pub const META: &str = "meta.json";
+    /// The verification rows.
+    pub const GOLDEN: &str = "golden.safetensors";
+}
+
+/// Version of the checkpoint layout written by this crate.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Values of a tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    /// f32 values.
+    F32(Vec<f32>),
+    /// i64 values.
+    I64(Vec<i64>),
+}
+
+/// A dense row-major tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Values, `shape.iter().product()` of them.
+    pub data: TensorData,
+}
+
+impl Tensor {
+    /// An f32 tensor. Panics in debug builds if the length disagrees with the shape.
+    pub fn f32(shape: Vec<usize>, values: Vec<f32>) -> Tensor {
+        debug_assert_eq!(shape.iter().product::<usize>(), values.len());
+        Tensor {
+            shape,
+            data: TensorData::F32(values),
+        }
+    }
+
+    /// An i64 tensor.
+    pub fn i64(shape: Vec<usize>, values: Vec<i64>) -> Tensor {
+        debug_assert_eq!(shape.iter().product::<usize>(), values.len());
+        Tensor {
+            shape,
+            data: TensorData::I64(values),
+        }
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> Dtype {
+        match self.data {
+            TensorData::F32(_) => Dtype::F32,
+            TensorData::I64(_) => Dtype::I64,
+        }
+    }
+
+    /// The f32 values, if this is an f32 tensor.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match &self.data {
+            TensorData::F32(v) => Some(v),
+            TensorData::I64(_) => None,
+        }
+    }
+
+    /// The i64 values, if this is an i64 tensor.
+    pub fn as_i64(&self) -> Option<&[i64]> {
+        match &self.data {
+            TensorData::I64(v) => Some(v),
+            TensorData::F32(_) => None,
+        }
+    }
+
+    fn le_bytes(&self) -> Vec<u8> {
+        match &self.data {
+            TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+}
+
+/// Named tensors, in name order.
+pub type TensorMap = BTreeMap<String, Tensor>;
+
+struct View {
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl safetensors::View for &View {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// Serialises tensors into safetensors bytes.
+pub fn to_safetensors(tensors: &TensorMap) -> Result<Vec<u8>, ModelError> {
+    let views: Vec<(String, View)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let dtype = match t.dtype() {
+                Dtype::F32 => safetensors::Dtype::F32,
+                Dtype::I64 => safetensors::Dtype::I64,
+            };
+            (
+                name.clone(),
+                View {
+                    dtype,
+                    shape: t.shape.clone(),
+                    bytes: t.le_bytes(),
+                },
+            )
+        })
+        .collect();
+    safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), &None).map_err(|e| {
+        ModelError::Safetensors {
+            path: PathBuf::from("<memory>"),
+            message: e.to_string(),
+        }
+    })
+}
+
+/// Parses safetensors bytes; `path` only names the source in errors. Only f32 and i64 tensors are
+/// accepted.
+pub fn from_safetensors(bytes: &[u8], path: &Path) -> Result<TensorMap, ModelError> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| ModelError::Safetensors {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut out = TensorMap::new();
+    for (name, view) in st.tensors() {
+        let shape = view.shape().to_vec();
+        let raw = view.data();
+        let data = match view.dtype() {
+            safetensors::Dtype::F32 => TensorData::F32(
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            safetensors::Dtype::I64 => TensorData::I64(
+                raw.chunks_exact(8)
+                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .collect(),
+            ),
+            other => {
+                return Err(ModelError::DtypeMismatch {
+                    name,
+                    expected: "f32 or i64".into(),
+                    found: format!("{other:?}"),
+                }
+                .in_file(path))
+            }
+        };
+        out.insert(name, Tensor { shape, data });
+    }
+    Ok(out)
+}
+
+/// `meta.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// Layout version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// Who wrote it, e.g. `uie-train 0.1.0`.
+    pub producer: String,
+    /// Epochs completed when this checkpoint was taken.
+    pub epoch: usize,
+    /// Named scalar metrics (validation AUC per task and so on).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// A checkpoint in memory.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// The resolved config.
+    pub config: Config,
+    /// The weights.
+    pub weights: TensorMap,
+    /// The metadata.
+    pub meta: CheckpointMeta,
+    /// Verification rows (`input.<field>`, `input.dense`, `output.probs`), if any.
+    pub golden: Option<TensorMap>,
+    /// Producer-private files (name → bytes), written beside the others and read back verbatim.
+    pub extra: BTreeMap<String, Vec<u8>>,
+}
+
+/// Name of a categorical input column in `golden.safetensors`.
+pub fn golden_input_name(field: &str) -> String {
+    format!("input.{field}")
+}
+/// Name of the dense input in `golden.safetensors`.
+pub const GOLDEN_DENSE: &str = "input.dense";
+/// Name of the expected probabilities in `golden.safetensors`.
+pub const GOLDEN_PROBS: &str = "output.probs";
+
+/// Checks weights against the config's plan (presence, shape, dtype, finiteness, std > 0).
+pub fn validate_weights(config: &Config, weights: &TensorMap) -> Result<(), ModelError> {
+    let specs = Plan::new(config).tensor_specs();
+    for spec in &specs {
+        let t = weights
+            .get(&spec.name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: spec.name.clone(),
+                expected: spec.shape.clone(),
+            })?;
+        if t.dtype() != spec.dtype {
+            return Err(ModelError::DtypeMismatch {
+                name: spec.name.clone(),
+                expected: spec.dtype.to_string(),
+                found: t.dtype().to_string(),
+            });
+        }
+        if t.shape != spec.shape {
+            return Err(ModelError::ShapeMismatch {
+                name: spec.name.clone(),
+                expected: spec.shape.clone(),
+                found: t.shape.clone(),
+            });
+        }
+        if let Some(values) = t.as_f32() {
+            if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite())
+            {
+                return Err(ModelError::NonFinite {
+                    name: spec.name.clone(),
+                    index,
+                    value,
+                });
+            }
+            if spec.name == DENSE_STD {
+                if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| **v <= 0.0)
+                {
+                    return Err(ModelError::InvalidConfig {
+                        path: format!("tensor {DENSE_STD}[{index}]"),
+                        message: format!("must be > 0, got {value}"),
+                    });
+                }
+            }
+        }
+    }
+    if weights.len() != specs.len() {
+        for name in weights.keys() {
+            if !specs.iter().any(|s| &s.name == name) {
+                return Err(ModelError::UnexpectedTensor { name: name.clone() });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let mut f = fs::File::create(path).map_err(|e| ModelError::io(path, e))?;
+    f.write_all(bytes).map_err(|e| ModelError::io(path, e))?;
+    f.sync_all().map_err(|e| ModelError::io(path, e))
+}
+
+fn sibling(dir: &Path, suffix: &str) -> Result<PathBuf, ModelError> {
+    let name = dir.file_name().ok_or_else(|| {
+        ModelError::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no directory name"),
+        )
+    })?;
+    let mut hidden = std::ffi::OsString::from(".");
+    hidden.push(name);
+    hidden.push(suffix);
+    Ok(dir.with_file_name(hidden))
+}
+
+/// Writes a whole directory atomically: `files` go into a hidden temporary sibling which is then
+/// renamed to `dir`. An existing `dir` is replaced (moved aside, then removed after the rename).
+pub fn write_dir_atomically(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), ModelError> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
+    }
+    let tmp = sibling(dir, &format!(".tmp-{}", std::process::id()))?;
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    }
+    fs::create_dir(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    let result = (|| {
+        for (name, bytes) in files {
+            write_synced(&tmp.join(name), bytes)?;
+        }
+        let old = sibling(dir, ".old")?;
+        if dir.exists() {
+            if old.exists() {
+                fs::remove_dir_all(&old).map_err(|e| ModelError::io(&old, e))?;
+            }
+            fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
+        }
+        fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))?;
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(|e| ModelError::io(&old, e))?;
+        }
+        Ok(())
+    })();
+    if result.is_err() && tmp.exists() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+impl Checkpoint {
+    /// Validates and writes the checkpoint to `dir` atomically.
+    pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
+        self.config.validate()?;
+        validate_weights(&self.config, &self.weights)?;
+        let config = self.config.to_toml_string()?;
+        let weights = to_safetensors(&self.weights)?;
+        let meta = serde_json::to_vec_pretty(&self.meta).map_err(|e| ModelError::Meta(e.to_string()))?;
+        let golden = self.golden.as_ref().map(to_safetensors).transpose()?;
+        let mut files: Vec<(&str, &[u8])> = vec![
+            (files::CONFIG, config.as_bytes()),
+            (files::WEIGHTS, &weights),
+            (files::META, &meta),
+        ];
+        if let Some(g) = &golden {
+            files.push((files::GOLDEN, g));
+        }
+        for (name, bytes) in &self.extra {
+            if [files::CONFIG, files::WEIGHTS, files::META, files::GOLDEN].contains(&name.as_str())
+                || name.contains('/')
+            {
+                return Err(ModelError::Meta(format!("extra file name {name:?} is reserved or not a plain name")));
+            }
+            files.push((name, bytes));
+        }
+        write_dir_atomically(dir, &files)
+    }
+
+    /// Reads and validates a checkpoint directory. Producer-private files are read into `extra`.
+    pub fn read(dir: &Path) -> Result<Checkpoint, ModelError> {
+        if !dir.is_dir() {
+            return Err(ModelError::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint directory not found"),
+            ));
+        }
+        let config = Config::load(&dir.join(files::CONFIG))?;
+        let weights_path = dir.join(files::WEIGHTS);
+        let bytes = fs::read(&weights_path).map_err(|e| ModelError::io(&weights_path, e))?;
+        let weights = from_safetensors(&bytes, &weights_path)?;
+        validate_weights(&config, &weights).map_err(|e| e.in_file(&weights_path))?;
+        let meta_path = dir.join(files::META);
+        let meta_bytes = fs::read(&meta_path).map_err(|e| ModelError::io(&meta_path, e))?;
+        let meta: CheckpointMeta = serde_json::from_slice(&meta_bytes)
+            .map_err(|e| ModelError::Meta(e.to_string()).in_file(&meta_path))?;
+        if meta.format_version != FORMAT_VERSION {
+            return Err(ModelError::Meta(format!(
+                "format_version {} is not supported (this build reads {FORMAT_VERSION})",
+                meta.format_version
+            ))
+            .in_file(&meta_path));
+        }
+        let golden_path = dir.join(files::GOLDEN);
+        let golden = if golden_path.exists() {
+            let bytes = fs::read(&golden_path).map_err(|e| ModelError::io(&golden_path, e))?;
+            Some(from_safetensors(&bytes, &golden_path)?)
+        } else {
+            None
+        };
+        let mut extra = BTreeMap::new();
+        let entries = fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| ModelError::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let known = [files::CONFIG, files::WEIGHTS, files::META, files::GOLDEN];
+            if known.contains(&name.as_str()) || !entry.path().is_file() {
+                continue;
+            }
+            let bytes = fs::read(entry.path()).map_err(|e| ModelError::io(&entry.path(), e))?;
+            extra.insert(name, bytes);
+        }
+        Ok(Checkpoint {
+            config,
+            weights,
+            meta,
+            golden,
+            extra,
+        })
+    }
+
+    /// SHA-256 (hex) of the resolved config text and the weights file bytes: what identifies the
+    /// model a compiled file came from.
+    pub fn content_hash(&self) -> Result<String, ModelError> {
+        let mut h = Sha256::new();
+        h.update(self.config.to_toml_string()?.as_bytes());
+        h.update(to_safetensors(&self.weights)?);
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_checkpoint() -> Checkpoint {
+        let config = Config::from_toml_str(crate::test_support::SMALL).expect("config");
+        let mut weights = TensorMap::new();
+        for (i, spec) in Plan::new(&config).tensor_specs().into_iter().enumerate() {
+            let n = spec.shape.iter().product();
+            let v = (0..n).map(|j| ((i * 31 + j) % 7) as f32 * 0.1 + 0.05).collect();
+            weights.insert(spec.name, Tensor::f32(spec.shape, v));
+        }
+        Checkpoint {
+            config,
+            weights,
+            meta: CheckpointMeta {
+                format_version: FORMAT_VERSION,
+                producer: "test".into(),
+                epoch: 3,
+                metrics: BTreeMap::from([("val_auc.income".to_string(), 0.9)]),
+            },
+            golden: None,
+            extra: BTreeMap::from([("optimizer.bin".to_string(), vec![1, 2, 3])]),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_replaces_atomically() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("ckpt");
+        let ck = tiny_checkpoint();
+        ck.write(&dir).expect("write");
+        ck.write(&dir).expect("overwrite");
+        let back = Checkpoint::read(&dir).expect("read");
+        assert_eq!(back.weights, ck.weights);
+        assert_eq!(back.meta, ck.meta);
+        assert_eq!(back.extra, ck.extra);
+        assert_eq!(back.content_hash().expect("hash"), ck.content_hash().expect("hash"));
+        let leftovers: Vec<_> = fs::read_dir(tmp.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("ckpt")]);
+    }
+
+    #[test]
+    fn refuses_weights_that_disagree_with_the_config() {
+        let mut ck = tiny_checkpoint();
+        ck.weights.insert(
+            "embed.education".into(),
+            Tensor::f32(vec![15, 4], vec![0.0; 60]),
+        );
+        let e = ck.write(Path::new("/nonexistent/never")).expect_err("bad shape");
+        assert!(e.to_string().contains("embed.education"), "{e}");
+
+        let mut ck = tiny_checkpoint();
+        ck.weights.remove("tower.income.out.bias");
+        let e = validate_weights(&ck.config, &ck.weights).expect_err("missing");
+        assert!(e.to_string().contains("tower.income.out.bias"), "{e}");
+
+        let mut ck = tiny_checkpoint();
+        ck.weights.insert("extra.thing".into(), Tensor::f32(vec![1], vec![0.0]));
+        let e = validate_weights(&ck.config, &ck.weights).expect_err("extra");
+        assert!(e.to_string().contains("extra.thing"), "{e}");
+
+        let mut ck = tiny_checkpoint();
+        ck.weights.insert("dense.mean".into(), Tensor::f32(vec![1], vec![f32::NAN]));
+        let e = validate_weights(&ck.config, &ck.weights).expect_err("nan");
+        assert!(e.to_string().contains("dense.mean"), "{e}");
+    }
+
+    #[test]
+    fn truncated_weights_file_is_a_clear_error() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("ckpt");
+        tiny_checkpoint().write(&dir).expect("write");
+        let w = dir.join(files::WEIGHTS);
+        let bytes = fs::read(&w).expect("read");
+        fs::write(&w, &bytes[..bytes.len() / 2]).expect("truncate");
+        let e = Checkpoint::read(&dir).expect_err("truncated");
+        assert!(e.to_string().contains("weights.safetensors"), "{e}");
+    }
+}

@@ -1,0 +1,499 @@
+//! The model config: what a `models/*.toml` file holds, parsed with serde + toml and validated.
+//!
+//! Every size of the model (fields, buckets, widths, experts, levels, towers) lives here and is read
+//! at run time. [`Config::from_toml_str`] rejects unknown keys (toml reports the key and line) and
+//! [`Config::validate`] rejects impossible values with the dotted path of the offending field, for
+//! example `ple.levels: must be at least 1, got 0`.
+//!
+//! The `[model]`, `[features]`, `[ple]`, `[[tasks]]` and `[uie]` sections are the contract with the
+//! compiler. `[data]` and `[train]` only steer the trainer; the compiler ignores them.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::error::ModelError;
+
+/// A whole config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Name and global widths.
+    pub model: ModelSection,
+    /// The input features.
+    pub features: Features,
+    /// The PLE backbone.
+    pub ple: Ple,
+    /// The tasks, in output-column order.
+    pub tasks: Vec<Task>,
+    /// User Interest Enhancement modules (reserved: none is implemented yet).
+    #[serde(default)]
+    pub uie: Uie,
+    /// Where the trainer reads its data (trainer only).
+    #[serde(default)]
+    pub data: Data,
+    /// Optimisation settings (trainer only).
+    #[serde(default)]
+    pub train: Train,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// A short identifier, used for the ONNX graph name and the Triton model name.
+    pub name: String,
+    /// Width `d_e` of every categorical embedding.
+    pub embed_dim: usize,
+}
+
+/// Which part of the input a categorical field describes. Fields enter the model's input vector
+/// grouped in this order (user, item, context), in config order within a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Group {
+    /// User id and user profile fields.
+    User,
+    /// Item id and item fields.
+    Item,
+    /// Context fields.
+    Context,
+}
+
+/// `[features]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Features {
+    /// Categorical fields: each one int64 input, hashed in-graph by `id mod buckets`.
+    #[serde(default)]
+    pub categorical: Vec<CategoricalField>,
+    /// Names of the numeric features, in the column order of the `dense` input.
+    #[serde(default)]
+    pub dense: Vec<String>,
+}
+
+/// One `[[features.categorical]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoricalField {
+    /// Input name; also the source column name for the data reader.
+    pub name: String,
+    /// Hash bucket count `H_f`: the embedding table has this many rows.
+    pub buckets: usize,
+    /// Which part of the input the field describes.
+    #[serde(default = "default_group")]
+    pub group: Group,
+}
+
+fn default_group() -> Group {
+    Group::User
+}
+
+/// `[ple]`: Progressive Layered Extraction. One level is CGC; one level without specific experts
+/// is MMoE.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ple {
+    /// Number of extraction levels (≥ 1).
+    pub levels: usize,
+    /// Shared experts per level.
+    pub shared_experts: usize,
+    /// Task-specific experts per task per level (0 allowed: then gates see only shared experts).
+    pub specific_experts: usize,
+    /// Hidden widths of every expert MLP (Linear + ReLU each); the last is the expert output width.
+    pub expert_hidden: Vec<usize>,
+}
+
+/// One `[[tasks]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    /// Task name (`[a-z0-9_]+`, not `shared`); the output column of `probs`.
+    pub name: String,
+    /// Loss weight `w_k`.
+    #[serde(default = "one")]
+    pub weight: f32,
+    /// Hidden widths of the tower MLP (Linear + ReLU each) before the final Linear → 1 logit.
+    #[serde(default)]
+    pub tower_hidden: Vec<usize>,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// `[uie]`: the User Interest Enhancement modules of `uie-model.md` §2–§5. Reserved: this version
+/// implements none of them, and refuses a config that enables one rather than ignoring it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Uie {
+    /// User Profile Enhancement.
+    #[serde(default)]
+    pub upe: bool,
+    /// User Consumption Behaviour Enhancement.
+    #[serde(default)]
+    pub ucbe: bool,
+    /// User Consumption Sequence Enhancement.
+    #[serde(default)]
+    pub ucse: bool,
+}
+
+/// The data sets the trainer knows how to read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataKind {
+    /// UCI Census-Income (KDD), Protocol A of `docs/evaluation.md`.
+    #[default]
+    Census,
+}
+
+/// `[data]` (trainer only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Data {
+    /// Which reader to use.
+    #[serde(default)]
+    pub kind: DataKind,
+    /// Data file, relative to the repository root (or absolute).
+    #[serde(default = "default_census_path")]
+    pub path: String,
+    /// Seed of the train/validation/test split (fixed across model seeds).
+    #[serde(default = "default_split_seed")]
+    pub split_seed: u64,
+    /// Fraction of rows for validation.
+    #[serde(default = "default_fraction")]
+    pub val_fraction: f64,
+    /// Fraction of rows for test.
+    #[serde(default = "default_fraction")]
+    pub test_fraction: f64,
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        Data {
+            kind: DataKind::Census,
+            path: default_census_path(),
+            split_seed: default_split_seed(),
+            val_fraction: default_fraction(),
+            test_fraction: default_fraction(),
+        }
+    }
+}
+
+fn default_census_path() -> String {
+    "fixtures/datasets/census-income-kdd/census-income.test.gz".to_string()
+}
+fn default_split_seed() -> u64 {
+    20240501
+}
+fn default_fraction() -> f64 {
+    0.2
+}
+
+/// `[train]` (trainer only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Train {
+    /// Seed of initialisation and shuffling.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Mini-batch size.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Maximum number of epochs.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Adam learning rate.
+    #[serde(default = "default_lr")]
+    pub learning_rate: f32,
+    /// Stop after this many epochs without a better validation score.
+    #[serde(default = "default_patience")]
+    pub patience: usize,
+}
+
+impl Default for Train {
+    fn default() -> Self {
+        Train {
+            seed: default_seed(),
+            batch_size: default_batch(),
+            epochs: default_epochs(),
+            learning_rate: default_lr(),
+            patience: default_patience(),
+        }
+    }
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_batch() -> usize {
+    512
+}
+fn default_epochs() -> usize {
+    20
+}
+fn default_lr() -> f32 {
+    1e-3
+}
+fn default_patience() -> usize {
+    3
+}
+
+/// Largest bucket count accepted for one field (2^31 rows): anything larger is a typo.
+pub const MAX_BUCKETS: usize = 1 << 31;
+/// Largest width accepted anywhere (embedding, expert, tower layers).
+pub const MAX_WIDTH: usize = 1 << 16;
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> ModelError {
+    ModelError::InvalidConfig {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+fn check_range(path: &str, value: usize, min: usize, max: usize) -> Result<(), ModelError> {
+    if value < min || value > max {
+        return Err(invalid(
+            path,
+            format!("must be between {min} and {max}, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(path: &str, name: &str) -> Result<(), ModelError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            path,
+            format!("{name:?} is not a valid name: use 1 to 64 of [a-z0-9_], not starting with a digit"),
+        ))
+    }
+}
+
+impl Config {
+    /// Parses and validates a config from TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Config, ModelError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ModelError::ConfigSyntax(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        Config::from_toml_str(&text).map_err(|e| e.in_file(path))
+    }
+
+    /// The resolved config (every default filled in) as TOML text.
+    pub fn to_toml_string(&self) -> Result<String, ModelError> {
+        toml::to_string_pretty(self).map_err(|e| ModelError::ConfigSyntax(e.to_string()))
+    }
+
+    /// Checks every value; the error names the offending field by its dotted path.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        check_name("model.name", &self.model.name)?;
+        check_range("model.embed_dim", self.model.embed_dim, 1, MAX_WIDTH)?;
+
+        let mut names = BTreeSet::new();
+        if self.features.categorical.is_empty() && self.features.dense.is_empty() {
+            return Err(invalid("features", "the model needs at least one feature"));
+        }
+        for (i, f) in self.features.categorical.iter().enumerate() {
+            let path = format!("features.categorical[{i}]");
+            check_name(&format!("{path}.name"), &f.name)?;
+            check_range(&format!("{path}.buckets"), f.buckets, 1, MAX_BUCKETS)?;
+            if f.name == "dense" {
+                return Err(invalid(
+                    format!("{path}.name"),
+                    "\"dense\" is the name of the numeric input",
+                ));
+            }
+            if !names.insert(f.name.clone()) {
+                return Err(invalid(
+                    format!("{path}.name"),
+                    format!("duplicate feature {:?}", f.name),
+                ));
+            }
+        }
+        let mut dense_names = BTreeSet::new();
+        for (i, name) in self.features.dense.iter().enumerate() {
+            check_name(&format!("features.dense[{i}]"), name)?;
+            if !dense_names.insert(name.clone()) {
+                return Err(invalid(
+                    format!("features.dense[{i}]"),
+                    format!("duplicate dense feature {name:?}"),
+                ));
+            }
+        }
+
+        check_range("ple.levels", self.ple.levels, 1, 16)?;
+        check_range("ple.shared_experts", self.ple.shared_experts, 0, 256)?;
+        check_range("ple.specific_experts", self.ple.specific_experts, 0, 256)?;
+        if self.ple.shared_experts + self.ple.specific_experts == 0 {
+            return Err(invalid(
+                "ple",
+                "shared_experts + specific_experts must be at least 1",
+            ));
+        }
+        if self.ple.levels > 1 && self.ple.shared_experts == 0 {
+            return Err(invalid(
+                "ple.shared_experts",
+                "a multi-level PLE needs at least one shared expert to carry the shared path",
+            ));
+        }
+        if self.ple.expert_hidden.is_empty() {
+            return Err(invalid(
+                "ple.expert_hidden",
+                "needs at least one width (the expert output width)",
+            ));
+        }
+        for (i, &w) in self.ple.expert_hidden.iter().enumerate() {
+            check_range(&format!("ple.expert_hidden[{i}]"), w, 1, MAX_WIDTH)?;
+        }
+
+        if self.tasks.is_empty() {
+            return Err(invalid("tasks", "the model needs at least one task"));
+        }
+        if self.tasks.len() > 64 {
+            return Err(invalid("tasks", "at most 64 tasks"));
+        }
+        let mut task_names = BTreeSet::new();
+        for (k, t) in self.tasks.iter().enumerate() {
+            let path = format!("tasks[{k}]");
+            check_name(&format!("{path}.name"), &t.name)?;
+            if t.name == "shared" {
+                return Err(invalid(
+                    format!("{path}.name"),
+                    "\"shared\" names the shared experts",
+                ));
+            }
+            if !task_names.insert(t.name.clone()) {
+                return Err(invalid(
+                    format!("{path}.name"),
+                    format!("duplicate task {:?}", t.name),
+                ));
+            }
+            if !t.weight.is_finite() || t.weight < 0.0 {
+                return Err(invalid(
+                    format!("{path}.weight"),
+                    format!("must be finite and ≥ 0, got {}", t.weight),
+                ));
+            }
+            for (i, &w) in t.tower_hidden.iter().enumerate() {
+                check_range(&format!("{path}.tower_hidden[{i}]"), w, 1, MAX_WIDTH)?;
+            }
+        }
+
+        for (flag, name) in [
+            (self.uie.upe, "uie.upe"),
+            (self.uie.ucbe, "uie.ucbe"),
+            (self.uie.ucse, "uie.ucse"),
+        ] {
+            if flag {
+                return Err(invalid(
+                    name,
+                    "this module is not implemented in this version; set it to false",
+                ));
+            }
+        }
+
+        let frac = |path: &str, v: f64| -> Result<(), ModelError> {
+            if !(v > 0.0 && v < 1.0) {
+                return Err(invalid(path, format!("must be in (0, 1), got {v}")));
+            }
+            Ok(())
+        };
+        frac("data.val_fraction", self.data.val_fraction)?;
+        frac("data.test_fraction", self.data.test_fraction)?;
+        if self.data.val_fraction + self.data.test_fraction >= 1.0 {
+            return Err(invalid(
+                "data",
+                "val_fraction + test_fraction must leave rows to train on",
+            ));
+        }
+        check_range("train.batch_size", self.train.batch_size, 1, 1 << 20)?;
+        check_range("train.epochs", self.train.epochs, 1, 100_000)?;
+        check_range("train.patience", self.train.patience, 1, 100_000)?;
+        if !(self.train.learning_rate.is_finite()
+            && self.train.learning_rate > 0.0
+            && self.train.learning_rate < 10.0)
+        {
+            return Err(invalid(
+                "train.learning_rate",
+                format!("must be in (0, 10), got {}", self.train.learning_rate),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Categorical fields in input-vector order: grouped user, item, context; config order within
+    /// a group.
+    pub fn fields_in_input_order(&self) -> Vec<&CategoricalField> {
+        let mut fields: Vec<&CategoricalField> = self.features.categorical.iter().collect();
+        fields.sort_by_key(|f| f.group);
+        fields
+    }
+
+    /// Width of the backbone input `x`: one embedding per categorical field, then `dense`.
+    pub fn input_width(&self) -> usize {
+        self.features.categorical.len() * self.model.embed_dim + self.features.dense.len()
+    }
+
+    /// Output width of every expert (the last of `ple.expert_hidden`).
+    pub fn expert_width(&self) -> usize {
+        self.ple.expert_hidden.last().copied().unwrap_or(0)
+    }
+
+    /// Task names in output-column order.
+    pub fn task_names(&self) -> Vec<&str> {
+        self.tasks.iter().map(|t| t.name.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+
+    #[test]
+    fn parses_and_fills_defaults() {
+        let c = Config::from_toml_str(crate::test_support::SMALL).expect("valid config");
+        assert_eq!(c.input_width(), 5);
+        assert_eq!(c.tasks[1].weight, 1.0);
+        assert_eq!(c.train.batch_size, 512);
+        let again = Config::from_toml_str(&c.to_toml_string().expect("serialise")).expect("reparse");
+        assert_eq!(c, again);
+    }
+
+    fn err_of(text: &str) -> String {
+        match Config::from_toml_str(text) {
+            Ok(_) => panic!("config should be rejected"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn rejects_impossible_values_with_their_path() {
+        let e = err_of(&crate::test_support::SMALL.replace("levels = 2", "levels = 0"));
+        assert!(e.contains("ple.levels"), "{e}");
+        let e = err_of(&crate::test_support::SMALL.replace("buckets = 16", "buckets = 0"));
+        assert!(e.contains("features.categorical[0].buckets"), "{e}");
+        let e = err_of(&crate::test_support::SMALL.replace("expert_hidden = [8]", "expert_hidden = [8, 0]"));
+        assert!(e.contains("ple.expert_hidden[1]"), "{e}");
+        let e = err_of(&crate::test_support::SMALL.replace("name = \"never_married\"", "name = \"income\""));
+        assert!(e.contains("tasks[1].name"), "{e}");
+        let e = err_of(&crate::test_support::SMALL.replace("embed_dim = 4", "embed_dim = 4\ncolour = 3"));
+        assert!(e.contains("colour"), "{e}");
+        let e = err_of(&format!("{}\n[uie]\nupe = true\n", crate::test_support::SMALL));
+        assert!(e.contains("uie.upe"), "{e}");
+    }
+}

@@ -1,0 +1,51 @@
+//! The contract between trainer and compiler, free of any ML framework.
+//!
+//! - [`config`]: the model config file (serde + toml), validated with the field's path in errors.
+//! - [`schema`]: the model's structure and the name and shape of every tensor it needs.
+//! - [`checkpoint`]: the checkpoint directory (config + safetensors weights), written atomically.
+//! - [`hashing`]: how raw values become int64 ids and ids become embedding rows.
+//!
+//! Any trainer that writes a directory following [`checkpoint`] and [`schema`] produces a
+//! checkpoint `uie-compile` can compile; `docs/checkpoint-format.md` spells it out.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod hashing;
+pub mod schema;
+
+pub use batch::RawBatch;
+pub use checkpoint::{Checkpoint, CheckpointMeta, Tensor, TensorData, TensorMap};
+pub use config::Config;
+pub use error::ModelError;
+pub use schema::Plan;
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    pub(crate) const SMALL: &str = r#"
+[model]
+name = "tiny"
+embed_dim = 4
+
+[features]
+dense = ["age"]
+
+[[features.categorical]]
+name = "education"
+buckets = 16
+
+[ple]
+levels = 2
+shared_experts = 1
+specific_experts = 1
+expert_hidden = [8]
+
+[[tasks]]
+name = "income"
+tower_hidden = [4]
+
+[[tasks]]
+name = "never_married"
+"#;
+}

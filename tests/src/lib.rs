@@ -1,0 +1,1 @@
+//! End-to-end test package: see the tests in tests/tests/.
