@@ -39,14 +39,21 @@ impl RawBatch {
         }
         for name in self.categorical.keys() {
             if !config.features.categorical.iter().any(|f| &f.name == name) {
-                return Err(bad(format!("input {name}"), "is not a feature of this model".into()));
+                return Err(bad(
+                    format!("input {name}"),
+                    "is not a feature of this model".into(),
+                ));
             }
         }
         let d = config.features.dense.len();
         if self.dense.len() != self.n * d {
             return Err(bad(
                 "input dense".into(),
-                format!("has {} values for {} rows × {d} features", self.dense.len(), self.n),
+                format!(
+                    "has {} values for {} rows × {d} features",
+                    self.dense.len(),
+                    self.n
+                ),
             ));
         }
         if let Some(i) = self.dense.iter().position(|v| !v.is_finite()) {
@@ -79,10 +86,16 @@ impl RawBatch {
     pub fn to_golden(&self, config: &Config, probs: &[f32]) -> TensorMap {
         let mut map = TensorMap::new();
         for (name, ids) in &self.categorical {
-            map.insert(golden_input_name(name), Tensor::i64(vec![self.n], ids.clone()));
+            map.insert(
+                golden_input_name(name),
+                Tensor::i64(vec![self.n], ids.clone()),
+            );
         }
         let d = config.features.dense.len();
-        map.insert(GOLDEN_DENSE.into(), Tensor::f32(vec![self.n, d], self.dense.clone()));
+        map.insert(
+            GOLDEN_DENSE.into(),
+            Tensor::f32(vec![self.n, d], self.dense.clone()),
+        );
         map.insert(
             GOLDEN_PROBS.into(),
             Tensor::f32(vec![self.n, config.tasks.len()], probs.to_vec()),
@@ -91,11 +104,22 @@ impl RawBatch {
     }
 
     /// Reads a batch and its expected probabilities back from golden tensors.
-    pub fn from_golden(config: &Config, golden: &TensorMap) -> Result<(RawBatch, Vec<f32>), ModelError> {
-        let missing = |name: String| ModelError::MissingTensor { name, expected: vec![] };
-        let probs = golden.get(GOLDEN_PROBS).ok_or_else(|| missing(GOLDEN_PROBS.into()))?;
+    pub fn from_golden(
+        config: &Config,
+        golden: &TensorMap,
+    ) -> Result<(RawBatch, Vec<f32>), ModelError> {
+        let missing = |name: String| ModelError::MissingTensor {
+            name,
+            expected: vec![],
+        };
+        let probs = golden
+            .get(GOLDEN_PROBS)
+            .ok_or_else(|| missing(GOLDEN_PROBS.into()))?;
         let n = probs.shape.first().copied().unwrap_or(0);
-        let mut batch = RawBatch { n, ..RawBatch::default() };
+        let mut batch = RawBatch {
+            n,
+            ..RawBatch::default()
+        };
         for f in &config.features.categorical {
             let name = golden_input_name(&f.name);
             let t = golden.get(&name).ok_or_else(|| missing(name.clone()))?;

@@ -262,8 +262,7 @@ pub fn validate_weights(config: &Config, weights: &TensorMap) -> Result<(), Mode
             });
         }
         if let Some(values) = t.as_f32() {
-            if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite())
-            {
+            if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
                 return Err(ModelError::NonFinite {
                     name: spec.name.clone(),
                     index,
@@ -271,8 +270,7 @@ pub fn validate_weights(config: &Config, weights: &TensorMap) -> Result<(), Mode
                 });
             }
             if spec.name == DENSE_STD {
-                if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| **v <= 0.0)
-                {
+                if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| **v <= 0.0) {
                     return Err(ModelError::InvalidConfig {
                         path: format!("tensor {DENSE_STD}[{index}]"),
                         message: format!("must be > 0, got {value}"),
@@ -351,7 +349,8 @@ impl Checkpoint {
         validate_weights(&self.config, &self.weights)?;
         let config = self.config.to_toml_string()?;
         let weights = to_safetensors(&self.weights)?;
-        let meta = serde_json::to_vec_pretty(&self.meta).map_err(|e| ModelError::Meta(e.to_string()))?;
+        let meta =
+            serde_json::to_vec_pretty(&self.meta).map_err(|e| ModelError::Meta(e.to_string()))?;
         let golden = self.golden.as_ref().map(to_safetensors).transpose()?;
         let mut files: Vec<(&str, &[u8])> = vec![
             (files::CONFIG, config.as_bytes()),
@@ -365,7 +364,9 @@ impl Checkpoint {
             if [files::CONFIG, files::WEIGHTS, files::META, files::GOLDEN].contains(&name.as_str())
                 || name.contains('/')
             {
-                return Err(ModelError::Meta(format!("extra file name {name:?} is reserved or not a plain name")));
+                return Err(ModelError::Meta(format!(
+                    "extra file name {name:?} is reserved or not a plain name"
+                )));
             }
             files.push((name, bytes));
         }
@@ -377,7 +378,10 @@ impl Checkpoint {
         if !dir.is_dir() {
             return Err(ModelError::io(
                 dir,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint directory not found"),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "checkpoint directory not found",
+                ),
             ));
         }
         let config = Config::load(&dir.join(files::CONFIG))?;
@@ -443,7 +447,9 @@ mod tests {
         let mut weights = TensorMap::new();
         for (i, spec) in Plan::new(&config).tensor_specs().into_iter().enumerate() {
             let n = spec.shape.iter().product();
-            let v = (0..n).map(|j| ((i * 31 + j) % 7) as f32 * 0.1 + 0.05).collect();
+            let v = (0..n)
+                .map(|j| ((i * 31 + j) % 7) as f32 * 0.1 + 0.05)
+                .collect();
             weights.insert(spec.name, Tensor::f32(spec.shape, v));
         }
         Checkpoint {
@@ -471,7 +477,10 @@ mod tests {
         assert_eq!(back.weights, ck.weights);
         assert_eq!(back.meta, ck.meta);
         assert_eq!(back.extra, ck.extra);
-        assert_eq!(back.content_hash().expect("hash"), ck.content_hash().expect("hash"));
+        assert_eq!(
+            back.content_hash().expect("hash"),
+            ck.content_hash().expect("hash")
+        );
         let leftovers: Vec<_> = fs::read_dir(tmp.path())
             .expect("list")
             .map(|e| e.expect("entry").file_name())
@@ -486,7 +495,9 @@ mod tests {
             "embed.education".into(),
             Tensor::f32(vec![15, 4], vec![0.0; 60]),
         );
-        let e = ck.write(Path::new("/nonexistent/never")).expect_err("bad shape");
+        let e = ck
+            .write(Path::new("/nonexistent/never"))
+            .expect_err("bad shape");
         assert!(e.to_string().contains("embed.education"), "{e}");
 
         let mut ck = tiny_checkpoint();
@@ -495,12 +506,14 @@ mod tests {
         assert!(e.to_string().contains("tower.income.out.bias"), "{e}");
 
         let mut ck = tiny_checkpoint();
-        ck.weights.insert("extra.thing".into(), Tensor::f32(vec![1], vec![0.0]));
+        ck.weights
+            .insert("extra.thing".into(), Tensor::f32(vec![1], vec![0.0]));
         let e = validate_weights(&ck.config, &ck.weights).expect_err("extra");
         assert!(e.to_string().contains("extra.thing"), "{e}");
 
         let mut ck = tiny_checkpoint();
-        ck.weights.insert("dense.mean".into(), Tensor::f32(vec![1], vec![f32::NAN]));
+        ck.weights
+            .insert("dense.mean".into(), Tensor::f32(vec![1], vec![f32::NAN]));
         let e = validate_weights(&ck.config, &ck.weights).expect_err("nan");
         assert!(e.to_string().contains("dense.mean"), "{e}");
     }

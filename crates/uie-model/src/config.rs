@@ -273,7 +273,9 @@ fn check_name(path: &str, name: &str) -> Result<(), ModelError> {
     } else {
         Err(invalid(
             path,
-            format!("{name:?} is not a valid name: use 1 to 64 of [a-z0-9_], not starting with a digit"),
+            format!(
+                "{name:?} is not a valid name: use 1 to 64 of [a-z0-9_], not starting with a digit"
+            ),
         ))
     }
 }
@@ -463,14 +465,14 @@ impl Config {
 mod tests {
     use super::*;
 
-
     #[test]
     fn parses_and_fills_defaults() {
         let c = Config::from_toml_str(crate::test_support::SMALL).expect("valid config");
         assert_eq!(c.input_width(), 5);
         assert_eq!(c.tasks[1].weight, 1.0);
         assert_eq!(c.train.batch_size, 512);
-        let again = Config::from_toml_str(&c.to_toml_string().expect("serialise")).expect("reparse");
+        let again =
+            Config::from_toml_str(&c.to_toml_string().expect("serialise")).expect("reparse");
         assert_eq!(c, again);
     }
 
@@ -487,13 +489,22 @@ mod tests {
         assert!(e.contains("ple.levels"), "{e}");
         let e = err_of(&crate::test_support::SMALL.replace("buckets = 16", "buckets = 0"));
         assert!(e.contains("features.categorical[0].buckets"), "{e}");
-        let e = err_of(&crate::test_support::SMALL.replace("expert_hidden = [8]", "expert_hidden = [8, 0]"));
+        let e = err_of(
+            &crate::test_support::SMALL.replace("expert_hidden = [8]", "expert_hidden = [8, 0]"),
+        );
         assert!(e.contains("ple.expert_hidden[1]"), "{e}");
-        let e = err_of(&crate::test_support::SMALL.replace("name = \"never_married\"", "name = \"income\""));
+        let e = err_of(
+            &crate::test_support::SMALL.replace("name = \"never_married\"", "name = \"income\""),
+        );
         assert!(e.contains("tasks[1].name"), "{e}");
-        let e = err_of(&crate::test_support::SMALL.replace("embed_dim = 4", "embed_dim = 4\ncolour = 3"));
+        let e = err_of(
+            &crate::test_support::SMALL.replace("embed_dim = 4", "embed_dim = 4\ncolour = 3"),
+        );
         assert!(e.contains("colour"), "{e}");
-        let e = err_of(&format!("{}\n[uie]\nupe = true\n", crate::test_support::SMALL));
+        let e = err_of(&format!(
+            "{}\n[uie]\nupe = true\n",
+            crate::test_support::SMALL
+        ));
         assert!(e.contains("uie.upe"), "{e}");
     }
 }

@@ -55,7 +55,9 @@ pub enum ModelError {
         name: String,
     },
     /// A tensor's shape disagrees with the config.
-    #[error("tensor {name}: shape {found:?} disagrees with the config, which requires {expected:?}")]
+    #[error(
+        "tensor {name}: shape {found:?} disagrees with the config, which requires {expected:?}"
+    )]
     ShapeMismatch {
         /// Tensor name.
         name: String,

@@ -35,7 +35,10 @@ mod tests {
         assert_eq!(bucket(7, 5), 2);
         assert_eq!(bucket(-1, 5), 4);
         assert_eq!(bucket(-10, 5), 0);
-        assert_eq!(bucket(i64::MIN, 7), (((i64::MIN as i128) % 7 + 7) % 7) as usize);
+        assert_eq!(
+            bucket(i64::MIN, 7),
+            (((i64::MIN as i128) % 7 + 7) % 7) as usize
+        );
         assert_eq!(bucket(i64::MAX, 1000), (i64::MAX % 1000) as usize);
         assert_eq!(bucket(1 << 41, 3), ((1i64 << 41) % 3) as usize);
     }

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod hashing;
+pub mod parity;
 pub mod schema;
 
 pub use batch::RawBatch;

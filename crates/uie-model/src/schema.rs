@@ -196,7 +196,11 @@ impl Plan {
             .map(|l| {
                 let input = if l == 0 { input_width } else { ew };
                 let specific = (0..t)
-                    .map(|k| (0..p).map(|j| expert(l, Owner::Task(k), j, input)).collect())
+                    .map(|k| {
+                        (0..p)
+                            .map(|j| expert(l, Owner::Task(k), j, input))
+                            .collect()
+                    })
                     .collect();
                 let shared = (0..s).map(|j| expert(l, Owner::Shared, j, input)).collect();
                 let task_gates = (0..t)

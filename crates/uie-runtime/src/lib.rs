@@ -1,1 +1,22 @@
-//! uie-runtime
+//! `uie-runtime`: serve a compiled uie model from Rust, through tract.
+//!
+//! - [`Model`] (module [`model`]): the typed API. Load a `.onnx` written by `uie-compile`, build a
+//!   [`Batch`] of named features, get [`Predictions`] per task. Requests are validated first; every
+//!   error names the feature at fault.
+//! - [`engine::Engine`]: the low-level engine (named tensors in, named tensors out), used by the
+//!   typed API, by `uie-compile verify` and by the parity tests; it runs a model plain or optimised.
+//!
+//! Architecture invariant: this is the only crate that imports tract, and it never links the
+//! compiler or the trainer.
+
+pub mod engine;
+pub mod error;
+pub mod model;
+
+pub use engine::{Engine, EngineOptions, Value};
+pub use error::RuntimeError;
+pub use model::{Batch, CategoricalSpec, FeatureValues, Model, Predictions, Schema};
+
+/// The id rule for string-valued categorical features (FNV-1a 64 as int64): the trainer's rule,
+/// re-exported so that a service sends the ids the model was trained on.
+pub use uie_model::hashing::feature_id;

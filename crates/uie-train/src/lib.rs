@@ -1,1 +1,20 @@
-//! uie-train
+//! `uie-train`: trains the PLE backbone (`docs/uie-model.md` §1, §6) with dfdx and writes
+//! `uie_model` checkpoints.
+//!
+//! - [`data`]: data readers (Census-Income, Protocol A) and the train/validation/test split.
+//! - [`model`]: the forward pass on runtime-shaped dfdx tensors, weight initialisation,
+//!   [`predict`] (the parity oracle) and [`evaluate`].
+//! - [`metrics`]: ROC AUC and logloss.
+//! - [`train`](mod@train): Adam, the epoch loop, early stopping, checkpoints and resume.
+
+pub mod data;
+pub mod error;
+pub mod metrics;
+pub mod model;
+pub mod train;
+
+pub use data::{Dataset, Splits};
+pub use error::TrainError;
+pub use metrics::TaskMetrics;
+pub use model::{evaluate, predict};
+pub use train::{eval_checkpoint, train, TrainOptions, TrainReport};

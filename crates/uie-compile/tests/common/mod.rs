@@ -1,0 +1,275 @@
+//! Shared test support: a tiny config, seeded random checkpoints and rows, tract runners.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use uie_compile::verify::{batch_inputs, run_engine};
+use uie_model::checkpoint::FORMAT_VERSION;
+use uie_model::{Checkpoint, CheckpointMeta, Config, Plan, RawBatch, Tensor, TensorMap};
+use uie_runtime::engine::{Engine, EngineOptions};
+
+/// Two levels, specific and shared experts, a user and an item field, two dense features, one
+/// tower with a hidden layer and one without.
+pub const TINY: &str = r#"
+[model]
+name = "tiny_ple"
+embed_dim = 3
+
+[features]
+dense = ["age", "income"]
+
+[[features.categorical]]
+name = "item_id"
+buckets = 11
+group = "item"
+
+[[features.categorical]]
+name = "education"
+buckets = 7
+
+[ple]
+levels = 2
+shared_experts = 1
+specific_experts = 2
+expert_hidden = [6, 4]
+
+[[tasks]]
+name = "ctr"
+tower_hidden = [3]
+
+[[tasks]]
+name = "cvr"
+"#;
+
+/// A small deterministic generator (xorshift64*).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        lo + (hi - lo) * u
+    }
+}
+
+pub fn config(text: &str) -> Config {
+    Config::from_toml_str(text).expect("config")
+}
+
+/// A checkpoint with seeded random weights for every tensor of the plan.
+pub fn checkpoint(config: Config, seed: u64) -> Checkpoint {
+    let mut rng = Rng::new(seed);
+    let mut weights = TensorMap::new();
+    for spec in Plan::new(&config).tensor_specs() {
+        let n: usize = spec.shape.iter().product();
+        let (lo, hi) = if spec.name == "dense.std" {
+            (0.5, 2.0)
+        } else {
+            (-0.8, 0.8)
+        };
+        let v = (0..n).map(|_| rng.uniform(lo, hi)).collect();
+        weights.insert(spec.name, Tensor::f32(spec.shape, v));
+    }
+    Checkpoint {
+        config,
+        weights,
+        meta: CheckpointMeta {
+            format_version: FORMAT_VERSION,
+            producer: "uie-compile tests".into(),
+            epoch: 0,
+            metrics: BTreeMap::new(),
+        },
+        golden: None,
+        extra: BTreeMap::new(),
+    }
+}
+
+/// `n` random rows; ids cycle through small, negative, huge (≥ 2^40) and extreme values.
+pub fn rows(config: &Config, n: usize, seed: u64) -> RawBatch {
+    let mut rng = Rng::new(seed);
+    let mut categorical = BTreeMap::new();
+    for f in &config.features.categorical {
+        let ids = (0..n)
+            .map(|i| {
+                let r = rng.next_u64() as i64;
+                match i % 6 {
+                    0 => r.rem_euclid(100),
+                    1 => -(r.rem_euclid(1000)) - 1,
+                    2 => (1i64 << 40) + r.rem_euclid(1 << 20),
+                    3 => -(1i64 << 41) - r.rem_euclid(1 << 20),
+                    4 => r,
+                    _ => [i64::MAX, i64::MIN, i64::MIN + 1, 0][i / 6 % 4],
+                }
+            })
+            .collect();
+        categorical.insert(f.name.clone(), ids);
+    }
+    let dense = (0..n * config.features.dense.len())
+        .map(|_| rng.uniform(-3.0, 50.0))
+        .collect();
+    RawBatch {
+        n,
+        categorical,
+        dense,
+    }
+}
+
+pub fn engine(bytes: &[u8], optimize: bool) -> Engine {
+    Engine::load_bytes(bytes, EngineOptions { optimize }).expect("tract loads the model")
+}
+
+/// `probs` of a batch under tract.
+pub fn tract_probs(bytes: &[u8], optimize: bool, config: &Config, batch: &RawBatch) -> Tensor {
+    let inputs = batch_inputs(config, batch).expect("inputs");
+    let outs = run_engine(&engine(bytes, optimize), &inputs, "tract").expect("tract runs");
+    assert_eq!(outs.len(), 1);
+    assert_eq!(outs[0].0, "probs");
+    outs[0].1.clone()
+}
+
+/// `probs` of a batch under the reference evaluator.
+pub fn reference_probs(ck: &Checkpoint, batch: &RawBatch) -> Tensor {
+    let graph = uie_compile::pipeline::build_graph(ck).expect("graph");
+    let inputs = batch_inputs(&ck.config, batch).expect("inputs");
+    let named: Vec<(&str, Tensor)> = inputs
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.clone()))
+        .collect();
+    let mut outs = uie_compile::eval::evaluate(&graph, &named).expect("evaluates");
+    outs.remove(0).1
+}
+
+/// Asserts the parity rule of uie-model.md §7 (exact for i64).
+pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor) {
+    assert_eq!(actual.shape, expected.shape, "{what}: shape");
+    match (
+        actual.as_f32(),
+        expected.as_f32(),
+        actual.as_i64(),
+        expected.as_i64(),
+    ) {
+        (Some(a), Some(b), _, _) => {
+            for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    uie_compile::verify::within_tolerance(x, y),
+                    "{what}: element {i}: {x} vs expected {y} (diff {})",
+                    (x - y).abs()
+                );
+            }
+        }
+        (_, _, Some(a), Some(b)) => assert_eq!(a, b, "{what}"),
+        _ => panic!(
+            "{what}: dtypes differ: {:?} vs {:?}",
+            actual.dtype(),
+            expected.dtype()
+        ),
+    }
+}
+
+/// An independent forward pass written straight from the module doc of `uie_model::schema`
+/// (no IR): plain loops over the plan, f64 accumulation. Returns `probs` row-major `[n, T]`.
+pub fn direct_forward(ck: &Checkpoint, batch: &RawBatch) -> Vec<f32> {
+    use uie_model::schema::{Mlp, Owner};
+    let plan = Plan::new(&ck.config);
+    let w = |name: &str| ck.weights[name].as_f32().expect("f32").to_vec();
+    let linear = |x: &[f64], wn: &str, bn: &str| -> Vec<f64> {
+        let (wt, b) = (w(wn), w(bn));
+        let out = b.len();
+        (0..out)
+            .map(|o| {
+                f64::from(b[o])
+                    + x.iter()
+                        .enumerate()
+                        .map(|(i, v)| v * f64::from(wt[i * out + o]))
+                        .sum::<f64>()
+            })
+            .collect()
+    };
+    let relu = |v: Vec<f64>| v.into_iter().map(|x| x.max(0.0)).collect::<Vec<f64>>();
+    let mlp = |m: &Mlp, x: &[f64]| {
+        let mut h = x.to_vec();
+        for l in 0..m.depth() {
+            let (wn, bn) = m.layer(l);
+            h = relu(linear(&h, &wn, &bn));
+        }
+        h
+    };
+    let d = plan.n_dense;
+    let mut out = Vec::new();
+    for r in 0..batch.n {
+        let mut x = Vec::new();
+        for (field, table, buckets) in &plan.embeddings {
+            let id = batch.categorical[field][r];
+            let row = uie_model::hashing::bucket(id, *buckets);
+            let t = w(table);
+            x.extend(
+                t[row * plan.embed_dim..(row + 1) * plan.embed_dim]
+                    .iter()
+                    .map(|&v| f64::from(v)),
+            );
+        }
+        if d > 0 {
+            let (mean, std) = (w("dense.mean"), w("dense.std"));
+            for j in 0..d {
+                x.push(
+                    (f64::from(batch.dense[r * d + j]) - f64::from(mean[j])) / f64::from(std[j]),
+                );
+            }
+        }
+        let t = plan.towers.len();
+        let mut task_in = vec![x.clone(); t];
+        let mut shared_in = x;
+        for level in &plan.levels {
+            let spec: Vec<Vec<Vec<f64>>> = level
+                .specific
+                .iter()
+                .enumerate()
+                .map(|(k, es)| es.iter().map(|e| mlp(e, &task_in[k])).collect())
+                .collect();
+            let shared: Vec<Vec<f64>> = level.shared.iter().map(|e| mlp(e, &shared_in)).collect();
+            let mix = |gate: &uie_model::schema::Gate, h: &[f64]| {
+                let logits = linear(h, &gate.weight, &gate.bias);
+                let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = logits.iter().map(|l| (l - m).exp()).collect();
+                let s: f64 = e.iter().sum();
+                let mut acc = vec![0.0; ck.config.expert_width()];
+                for (g, (owner, j)) in e.iter().zip(&gate.experts) {
+                    let ex = match owner {
+                        Owner::Task(k) => &spec[*k][*j],
+                        Owner::Shared => &shared[*j],
+                    };
+                    for (a, v) in acc.iter_mut().zip(ex) {
+                        *a += g / s * v;
+                    }
+                }
+                acc
+            };
+            let next: Vec<Vec<f64>> = level
+                .task_gates
+                .iter()
+                .enumerate()
+                .map(|(k, g)| mix(g, &task_in[k]))
+                .collect();
+            if let Some(g) = &level.shared_gate {
+                shared_in = mix(g, &shared_in);
+            }
+            task_in = next;
+        }
+        for (k, tower) in plan.towers.iter().enumerate() {
+            let h = mlp(&tower.hidden, &task_in[k]);
+            let logit = linear(&h, &tower.out_weight, &tower.out_bias)[0];
+            out.push((1.0 / (1.0 + (-logit).exp())) as f32);
+        }
+    }
+    out
+}

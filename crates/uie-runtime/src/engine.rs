@@ -1,0 +1,317 @@
+//! The low-level engine: an ONNX file loaded by tract, run on named tensors.
+//!
+//! This is the only module that names tract types. [`Engine`] owns one runnable plan behind an
+//! `Arc`: it is `Send + Sync`, and every [`Engine::run`] spawns its own state, so many threads can
+//! run one engine at once. A panic inside tract is caught and returned as [`RuntimeError::Run`].
+//!
+//! `optimize = false` runs the typed model as loaded ("plain"); `optimize = true` runs tract's
+//! optimised model. Parity tests run both.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use crate::error::RuntimeError;
+
+/// A tensor handed to or returned by the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// f32 tensor.
+    F32 {
+        /// Shape.
+        shape: Vec<usize>,
+        /// Row-major values.
+        data: Vec<f32>,
+    },
+    /// i64 tensor.
+    I64 {
+        /// Shape.
+        shape: Vec<usize>,
+        /// Row-major values.
+        data: Vec<i64>,
+    },
+}
+
+impl Value {
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Value::F32 { shape, .. } | Value::I64 { shape, .. } => shape,
+        }
+    }
+
+    /// The f32 values, if this is an f32 tensor.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match self {
+            Value::F32 { data, .. } => Some(data),
+            Value::I64 { .. } => None,
+        }
+    }
+
+    /// The i64 values, if this is an i64 tensor.
+    pub fn as_i64(&self) -> Option<&[i64]> {
+        match self {
+            Value::I64 { data, .. } => Some(data),
+            Value::F32 { .. } => None,
+        }
+    }
+
+    fn dtype_name(&self) -> &'static str {
+        match self {
+            Value::F32 { .. } => "f32",
+            Value::I64 { .. } => "i64",
+        }
+    }
+
+    fn to_tvalue(&self, name: &str) -> Result<TValue, RuntimeError> {
+        let t = match self {
+            Value::F32 { shape, data } => Tensor::from_shape(shape, data),
+            Value::I64 { shape, data } => Tensor::from_shape(shape, data),
+        }
+        .map_err(|e| RuntimeError::BadInput {
+            name: name.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(t.into_tvalue())
+    }
+
+    fn from_tensor(t: &Tensor) -> Result<Value, RuntimeError> {
+        let shape = t.shape().to_vec();
+        let run = |e: TractError| RuntimeError::Run(e.to_string());
+        match t.datum_type() {
+            DatumType::F32 => Ok(Value::F32 {
+                shape,
+                data: t
+                    .to_plain_array_view::<f32>()
+                    .map_err(run)?
+                    .iter()
+                    .copied()
+                    .collect(),
+            }),
+            DatumType::I64 => Ok(Value::I64 {
+                shape,
+                data: t
+                    .to_plain_array_view::<i64>()
+                    .map_err(run)?
+                    .iter()
+                    .copied()
+                    .collect(),
+            }),
+            other => Err(RuntimeError::Run(format!(
+                "unsupported output type {other:?}"
+            ))),
+        }
+    }
+}
+
+/// How to prepare the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Run tract's optimiser (true) or the typed model as loaded (false).
+    pub optimize: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { optimize: true }
+    }
+}
+
+struct InputSpec {
+    name: String,
+    dtype: DatumType,
+    rank: usize,
+}
+
+/// A loaded, runnable ONNX model.
+#[derive(Clone)]
+pub struct Engine {
+    plan: Arc<TypedSimplePlan>,
+    inputs: Arc<Vec<InputSpec>>,
+    outputs: Arc<Vec<String>>,
+    properties: Arc<Vec<(String, String)>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("inputs", &self.input_names())
+            .field("outputs", &self.outputs)
+            .finish()
+    }
+}
+
+fn guarded<T>(what: &str, f: impl FnOnce() -> TractResult<T>) -> Result<T, RuntimeError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(RuntimeError::Load {
+            what: what.to_string(),
+            message: format!("{e:#}"),
+        }),
+        Err(_) => Err(RuntimeError::Load {
+            what: what.to_string(),
+            message: "tract panicked while loading the model".to_string(),
+        }),
+    }
+}
+
+impl Engine {
+    /// Loads a model from a file. External data files are resolved beside it.
+    pub fn load_path(path: &Path, opts: EngineOptions) -> Result<Engine, RuntimeError> {
+        let what = path.display().to_string();
+        let model = guarded(&what, || tract_onnx::onnx().model_for_path(path))?;
+        Engine::prepare(model, opts, &what)
+    }
+
+    /// Loads a model from bytes (no external data).
+    pub fn load_bytes(bytes: &[u8], opts: EngineOptions) -> Result<Engine, RuntimeError> {
+        let what = "<bytes>";
+        let model = guarded(what, || {
+            tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes))
+        })?;
+        Engine::prepare(model, opts, what)
+    }
+
+    fn prepare(
+        model: InferenceModel,
+        opts: EngineOptions,
+        what: &str,
+    ) -> Result<Engine, RuntimeError> {
+        let mut properties: Vec<(String, String)> = model
+            .properties
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("onnx.metadata_props.")?;
+                let value = v
+                    .to_plain_array_view::<String>()
+                    .ok()?
+                    .iter()
+                    .next()?
+                    .clone();
+                Some((key.to_string(), value))
+            })
+            .collect();
+        properties.sort();
+        let plan = guarded(what, || {
+            let typed = model.into_typed()?;
+            let typed = if opts.optimize {
+                typed.into_optimized()?
+            } else {
+                typed
+            };
+            typed.into_runnable()
+        })?;
+        let m = plan.model();
+        let mut inputs = Vec::new();
+        for outlet in m.input_outlets().map_err(|e| load_err(what, e))? {
+            let fact = m.outlet_fact(*outlet).map_err(|e| load_err(what, e))?;
+            inputs.push(InputSpec {
+                name: m.node(outlet.node).name.clone(),
+                dtype: fact.datum_type,
+                rank: fact.rank(),
+            });
+        }
+        let mut outputs = Vec::new();
+        for outlet in m.output_outlets().map_err(|e| load_err(what, e))? {
+            let name = m
+                .outlet_label(*outlet)
+                .map(str::to_string)
+                .unwrap_or_else(|| m.node(outlet.node).name.clone());
+            outputs.push(name);
+        }
+        Ok(Engine {
+            plan,
+            inputs: Arc::new(inputs),
+            outputs: Arc::new(outputs),
+            properties: Arc::new(properties),
+        })
+    }
+
+    /// Graph input names, in graph order.
+    pub fn input_names(&self) -> Vec<&str> {
+        self.inputs.iter().map(|i| i.name.as_str()).collect()
+    }
+
+    /// Graph output names, in graph order.
+    pub fn output_names(&self) -> &[String] {
+        &self.outputs
+    }
+
+    /// The model's `metadata_props`, sorted by key.
+    pub fn metadata(&self) -> &[(String, String)] {
+        &self.properties
+    }
+
+    /// One metadata value.
+    pub fn metadata_value(&self, key: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Runs the model. Every graph input must be given exactly once, by name; outputs come back in
+    /// graph order with their names.
+    pub fn run(&self, inputs: &[(&str, Value)]) -> Result<Vec<(String, Value)>, RuntimeError> {
+        for (name, _) in inputs {
+            if !self.inputs.iter().any(|i| i.name == *name) {
+                return Err(RuntimeError::BadInput {
+                    name: name.to_string(),
+                    message: "not an input of this model".into(),
+                });
+            }
+        }
+        let mut values = TVec::new();
+        for spec in self.inputs.iter() {
+            let mut given = inputs.iter().filter(|(n, _)| *n == spec.name);
+            let (_, value) = given.next().ok_or_else(|| RuntimeError::BadInput {
+                name: spec.name.clone(),
+                message: "missing".into(),
+            })?;
+            if given.next().is_some() {
+                return Err(RuntimeError::BadInput {
+                    name: spec.name.clone(),
+                    message: "given more than once".into(),
+                });
+            }
+            let expected = match spec.dtype {
+                DatumType::F32 => "f32",
+                DatumType::I64 => "i64",
+                _ => "an unsupported type",
+            };
+            if value.dtype_name() != expected {
+                return Err(RuntimeError::BadInput {
+                    name: spec.name.clone(),
+                    message: format!("expected {expected}, got {}", value.dtype_name()),
+                });
+            }
+            if value.shape().len() != spec.rank {
+                return Err(RuntimeError::BadInput {
+                    name: spec.name.clone(),
+                    message: format!("expected rank {}, got shape {:?}", spec.rank, value.shape()),
+                });
+            }
+            values.push(value.to_tvalue(&spec.name)?);
+        }
+        let plan = Arc::clone(&self.plan);
+        let outputs = match catch_unwind(AssertUnwindSafe(move || plan.run(values))) {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => return Err(RuntimeError::Run(format!("{e:#}"))),
+            Err(_) => return Err(RuntimeError::Run("tract panicked".into())),
+        };
+        outputs
+            .iter()
+            .zip(self.outputs.iter())
+            .map(|(t, name)| Ok((name.clone(), Value::from_tensor(t)?)))
+            .collect()
+    }
+}
+
+fn load_err(what: &str, e: TractError) -> RuntimeError {
+    RuntimeError::Load {
+        what: what.to_string(),
+        message: format!("{e:#}"),
+    }
+}

@@ -1,0 +1,359 @@
+//! The typed API for services: load a compiled uie model, build a batch from named features, get
+//! per-task probabilities.
+//!
+//! The model describes itself through its ONNX `metadata_props` (written by `uie-compile`):
+//! `uie.schema` (categorical fields with bucket counts, dense feature names) and `uie.tasks`. A
+//! request is validated against that schema before anything runs: a missing, extra, duplicated or
+//! mistyped feature, a wrong length or a non-finite number is an error that names the feature.
+//!
+//! ```no_run
+//! use uie_runtime::{Batch, Model};
+//! # fn main() -> Result<(), uie_runtime::RuntimeError> {
+//! let model = Model::load("model.onnx".as_ref())?;
+//! let batch = Batch::new()
+//!     .ids("education", vec![uie_runtime::feature_id("Bachelors degree(BA AB BS)")])
+//!     .numbers("age", vec![41.0]);
+//! # let batch = batch; // other features elided
+//! let preds = model.predict(&batch)?;
+//! println!("{:?}", preds.task("income"));
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::engine::{Engine, EngineOptions, Value};
+use crate::error::RuntimeError;
+
+/// Name of the dense graph input.
+pub const DENSE_INPUT: &str = "dense";
+/// Name of the probabilities graph output.
+pub const PROBS_OUTPUT: &str = "probs";
+
+/// Named graph inputs, in graph order.
+pub type GraphInputs<'a> = Vec<(&'a str, Value)>;
+
+/// One categorical input of the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoricalSpec {
+    /// Feature (and graph input) name.
+    pub name: String,
+    /// Hash buckets: the model maps an id to row `id mod buckets`.
+    pub buckets: u64,
+}
+
+/// The features a model takes, read from its metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    /// Categorical fields, in graph input order.
+    pub categorical: Vec<CategoricalSpec>,
+    /// Dense feature names, in the column order of the `dense` input.
+    pub dense: Vec<String>,
+}
+
+/// Values of one feature for every row of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeatureValues {
+    /// Raw int64 ids of a categorical feature (any int64: the model hashes them).
+    Ids(Vec<i64>),
+    /// Raw values of a numeric feature.
+    Numbers(Vec<f32>),
+}
+
+impl FeatureValues {
+    fn len(&self) -> usize {
+        match self {
+            FeatureValues::Ids(v) => v.len(),
+            FeatureValues::Numbers(v) => v.len(),
+        }
+    }
+    fn kind(&self) -> &'static str {
+        match self {
+            FeatureValues::Ids(_) => "int64 ids",
+            FeatureValues::Numbers(_) => "numbers",
+        }
+    }
+}
+
+/// A request: named feature columns, one value per row each.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    features: BTreeMap<String, FeatureValues>,
+    duplicates: Vec<String>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Adds a categorical feature's ids.
+    pub fn ids(mut self, name: &str, ids: Vec<i64>) -> Batch {
+        self.insert(name, FeatureValues::Ids(ids));
+        self
+    }
+
+    /// Adds a numeric feature's values.
+    pub fn numbers(mut self, name: &str, values: Vec<f32>) -> Batch {
+        self.insert(name, FeatureValues::Numbers(values));
+        self
+    }
+
+    /// Adds a feature column; giving the same name twice makes the batch invalid.
+    pub fn insert(&mut self, name: &str, values: FeatureValues) {
+        if self.features.insert(name.to_string(), values).is_some() {
+            self.duplicates.push(name.to_string());
+        }
+    }
+}
+
+/// Per-task probabilities for a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    /// Task names, in column order.
+    pub tasks: Vec<String>,
+    /// Number of rows.
+    pub rows: usize,
+    /// Row-major `[rows, tasks]` probabilities.
+    pub probs: Vec<f32>,
+}
+
+impl Predictions {
+    /// The probabilities of one task for every row, or `None` for an unknown task.
+    pub fn task(&self, name: &str) -> Option<Vec<f32>> {
+        let k = self.tasks.iter().position(|t| t == name)?;
+        let t = self.tasks.len();
+        Some((0..self.rows).map(|r| self.probs[r * t + k]).collect())
+    }
+}
+
+/// A compiled uie model, ready to answer requests. Cheap to clone and share across threads.
+#[derive(Debug, Clone)]
+pub struct Model {
+    engine: Engine,
+    schema: Schema,
+    tasks: Vec<String>,
+}
+
+fn meta_err(message: impl Into<String>) -> RuntimeError {
+    RuntimeError::Metadata(message.into())
+}
+
+fn parse_schema(engine: &Engine) -> Result<(Schema, Vec<String>), RuntimeError> {
+    let schema_text = engine
+        .metadata_value("uie.schema")
+        .ok_or_else(|| meta_err("uie.schema is missing: was this file written by uie-compile?"))?;
+    let tasks_text = engine
+        .metadata_value("uie.tasks")
+        .ok_or_else(|| meta_err("uie.tasks is missing"))?;
+    let schema: serde_json::Value = serde_json::from_str(schema_text)
+        .map_err(|e| meta_err(format!("uie.schema is not JSON: {e}")))?;
+    let tasks: Vec<String> = serde_json::from_str(tasks_text)
+        .map_err(|e| meta_err(format!("uie.tasks is not a JSON list of names: {e}")))?;
+    let mut categorical = Vec::new();
+    for f in schema["categorical"]
+        .as_array()
+        .ok_or_else(|| meta_err("uie.schema.categorical is not a list"))?
+    {
+        let name = f["name"]
+            .as_str()
+            .ok_or_else(|| meta_err("uie.schema.categorical[].name is not a string"))?;
+        let buckets = f["buckets"]
+            .as_u64()
+            .ok_or_else(|| meta_err(format!("uie.schema: buckets of {name} is not a number")))?;
+        categorical.push(CategoricalSpec {
+            name: name.to_string(),
+            buckets,
+        });
+    }
+    let dense = schema["dense"]
+        .as_array()
+        .ok_or_else(|| meta_err("uie.schema.dense is not a list"))?
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| meta_err("uie.schema.dense[] is not a string"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((Schema { categorical, dense }, tasks))
+}
+
+impl Model {
+    /// Loads and optimises a model file.
+    pub fn load(path: &Path) -> Result<Model, RuntimeError> {
+        Model::load_with(path, EngineOptions::default())
+    }
+
+    /// Loads a model file with explicit engine options.
+    pub fn load_with(path: &Path, opts: EngineOptions) -> Result<Model, RuntimeError> {
+        Model::from_engine(Engine::load_path(path, opts)?)
+    }
+
+    /// Wraps a loaded engine, reading the schema from its metadata and checking it against the
+    /// graph's inputs.
+    pub fn from_engine(engine: Engine) -> Result<Model, RuntimeError> {
+        let (schema, tasks) = parse_schema(&engine)?;
+        let mut expected: Vec<&str> = schema.categorical.iter().map(|c| c.name.as_str()).collect();
+        if !schema.dense.is_empty() {
+            expected.push(DENSE_INPUT);
+        }
+        if engine.input_names() != expected {
+            return Err(meta_err(format!(
+                "uie.schema lists inputs {expected:?} but the graph has {:?}",
+                engine.input_names()
+            )));
+        }
+        if !engine.output_names().iter().any(|o| o == PROBS_OUTPUT) {
+            return Err(meta_err("the graph has no `probs` output"));
+        }
+        Ok(Model {
+            engine,
+            schema,
+            tasks,
+        })
+    }
+
+    /// The features the model takes.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Task names, in output-column order.
+    pub fn tasks(&self) -> &[String] {
+        &self.tasks
+    }
+
+    /// The underlying engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Validates a batch and turns it into graph inputs.
+    pub fn inputs_for(&self, batch: &Batch) -> Result<(usize, GraphInputs<'_>), RuntimeError> {
+        if let Some(name) = batch.duplicates.first() {
+            return Err(RuntimeError::DuplicateFeature(name.clone()));
+        }
+        for name in batch.features.keys() {
+            let known = self.schema.categorical.iter().any(|c| &c.name == name)
+                || self.schema.dense.iter().any(|d| d == name);
+            if !known {
+                return Err(RuntimeError::UnknownFeature(name.clone()));
+            }
+        }
+        let get = |name: &str| {
+            batch
+                .features
+                .get(name)
+                .ok_or_else(|| RuntimeError::MissingFeature(name.to_string()))
+        };
+        let mut rows: Option<usize> = None;
+        let mut check_len = |name: &str, v: &FeatureValues| match rows {
+            None => {
+                rows = Some(v.len());
+                Ok(())
+            }
+            Some(n) if n == v.len() => Ok(()),
+            Some(n) => Err(RuntimeError::WrongLength {
+                name: name.to_string(),
+                expected: n,
+                found: v.len(),
+            }),
+        };
+        let mut inputs = Vec::new();
+        for c in &self.schema.categorical {
+            let v = get(&c.name)?;
+            check_len(&c.name, v)?;
+            match v {
+                FeatureValues::Ids(ids) => inputs.push((
+                    c.name.as_str(),
+                    Value::I64 {
+                        shape: vec![ids.len()],
+                        data: ids.clone(),
+                    },
+                )),
+                other => {
+                    return Err(RuntimeError::WrongType {
+                        name: c.name.clone(),
+                        expected: "int64 ids",
+                        found: other.kind(),
+                    })
+                }
+            }
+        }
+        let mut columns = Vec::new();
+        for d in &self.schema.dense {
+            let v = get(d)?;
+            check_len(d, v)?;
+            match v {
+                FeatureValues::Numbers(x) => {
+                    if let Some((row, &value)) = x.iter().enumerate().find(|(_, v)| !v.is_finite())
+                    {
+                        return Err(RuntimeError::NonFinite {
+                            name: d.clone(),
+                            row,
+                            value,
+                        });
+                    }
+                    columns.push(x);
+                }
+                other => {
+                    return Err(RuntimeError::WrongType {
+                        name: d.clone(),
+                        expected: "numbers",
+                        found: other.kind(),
+                    })
+                }
+            }
+        }
+        let n = rows.unwrap_or(0);
+        if !columns.is_empty() {
+            let width = columns.len();
+            let mut data = vec![0.0f32; n * width];
+            for (j, col) in columns.iter().enumerate() {
+                for (r, v) in col.iter().enumerate() {
+                    data[r * width + j] = *v;
+                }
+            }
+            inputs.push((
+                DENSE_INPUT,
+                Value::F32 {
+                    shape: vec![n, width],
+                    data,
+                },
+            ));
+        }
+        Ok((n, inputs))
+    }
+
+    /// Validates the batch and returns per-task probabilities. A batch of zero rows gives empty
+    /// predictions without running the engine.
+    pub fn predict(&self, batch: &Batch) -> Result<Predictions, RuntimeError> {
+        let (rows, inputs) = self.inputs_for(batch)?;
+        if rows == 0 {
+            return Ok(Predictions {
+                tasks: self.tasks.clone(),
+                rows: 0,
+                probs: Vec::new(),
+            });
+        }
+        let outputs = self.engine.run(&inputs)?;
+        let (_, probs) = outputs
+            .into_iter()
+            .find(|(name, _)| name == PROBS_OUTPUT)
+            .ok_or_else(|| RuntimeError::Run("no probs output".into()))?;
+        let expected = vec![rows, self.tasks.len()];
+        match probs {
+            Value::F32 { shape, data } if shape == expected => Ok(Predictions {
+                tasks: self.tasks.clone(),
+                rows,
+                probs: data,
+            }),
+            other => Err(RuntimeError::Run(format!(
+                "probs has shape {:?}, expected {expected:?}",
+                other.shape()
+            ))),
+        }
+    }
+}
