@@ -1,5 +1,6 @@
 //! Shared helpers of the end-to-end tests: where the repository and the test venv are, running a
-//! model in ONNX Runtime and the ONNX checker through Python.
+//! model in ONNX Runtime and the ONNX checker through Python, one model per call or many models in
+//! one Python start ([`run_onnxruntime_batch`], [`onnx_check_many`]).
 //!
 //! The Python side comes from the venv that `scripts/setup-venv.sh` creates (the test command runs
 //! it); `UIE_PYTHON` may point elsewhere. A missing interpreter fails the test: parity with ONNX
@@ -48,61 +49,126 @@ fn tensor_json(t: &Tensor) -> serde_json::Value {
     }
 }
 
-/// Runs a model file in ONNX Runtime (one thread) and returns its outputs by name.
-pub fn run_onnxruntime(
-    model: &Path,
-    inputs: &[(String, Tensor)],
-) -> Result<BTreeMap<String, Vec<f32>>> {
-    let dir = tempfile::tempdir()?;
-    let in_path = dir.path().join("inputs.json");
-    let out_path = dir.path().join("outputs.json");
-    let map: serde_json::Map<String, serde_json::Value> = inputs
-        .iter()
-        .map(|(n, v)| (n.clone(), tensor_json(v)))
-        .collect();
-    std::fs::write(&in_path, serde_json::to_vec(&map)?)?;
-    let status = Command::new(python()?)
-        .arg(script("ort_run.py"))
-        .arg(model)
-        .arg(&in_path)
-        .arg(&out_path)
-        .status()
-        .context("starting Python for ONNX Runtime")?;
-    if !status.success() {
-        bail!("ONNX Runtime failed on {} ({status})", model.display());
-    }
-    let out: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_path)?)?;
-    let mut result = BTreeMap::new();
-    for (name, t) in out.as_object().context("outputs JSON is not an object")? {
-        let data = t["data"]
-            .as_array()
-            .context("output data is not a list")?
-            .iter()
-            .map(|x| {
-                x.as_f64()
-                    .map(|v| v as f32)
-                    .context("output value is not a number")
-            })
-            .collect::<Result<Vec<f32>>>()?;
-        result.insert(name.clone(), data);
-    }
-    Ok(result)
-}
-
-/// Runs `onnx.checker.check_model(full_check=True)` and strict shape inference on a model file;
-/// returns the checker's report line.
-pub fn onnx_check(model: &Path) -> Result<String> {
+/// Runs the ONNX checker (full_check) and strict shape inference on many model files in one
+/// Python start; returns one report line per model, in order. On failure the error lists every
+/// model that failed and why.
+pub fn onnx_check_many(models: &[PathBuf]) -> Result<Vec<String>> {
     let out = Command::new(python()?)
         .arg(script("check_model.py"))
-        .arg(model)
+        .args(models)
         .output()
         .context("starting Python for the ONNX checker")?;
     if !out.status.success() {
         bail!(
-            "ONNX checker rejected {}:\n{}",
-            model.display(),
+            "ONNX checker rejected models:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    if lines.len() != models.len() {
+        bail!(
+            "ONNX checker reported {} lines for {} models",
+            lines.len(),
+            models.len()
+        );
+    }
+    Ok(lines)
+}
+
+/// One model run of [`run_onnxruntime_batch`].
+#[derive(Debug, Clone)]
+pub struct OrtJob {
+    /// Unique name of the job (the key of its result).
+    pub name: String,
+    /// The model file.
+    pub model: PathBuf,
+    /// The tensors fed to the model's inputs, by name.
+    pub inputs: Vec<(String, Tensor)>,
+}
+
+/// The outputs of one job: for each ONNX Runtime optimisation level (`"disabled"`, `"all"`), the
+/// model's outputs by name in name order; or the message of the session's error.
+pub type OrtResult = std::result::Result<BTreeMap<String, Vec<(String, Tensor)>>, String>;
+
+fn tensor_from_json(t: &serde_json::Value) -> Result<Tensor> {
+    let shape = t["shape"]
+        .as_array()
+        .context("output shape is not a list")?
+        .iter()
+        .map(|d| d.as_u64().map(|d| d as usize).context("bad dim"))
+        .collect::<Result<Vec<usize>>>()?;
+    let data = t["data"].as_array().context("output data is not a list")?;
+    match t["dtype"].as_str() {
+        Some("float32") => Ok(Tensor::f32(
+            shape,
+            data.iter()
+                .map(|x| x.as_f64().map(|v| v as f32).context("not a number"))
+                .collect::<Result<Vec<f32>>>()?,
+        )),
+        Some("int64") => Ok(Tensor::i64(
+            shape,
+            data.iter()
+                .map(|x| x.as_i64().context("not an int64"))
+                .collect::<Result<Vec<i64>>>()?,
+        )),
+        other => bail!("unsupported output dtype {other:?}"),
+    }
+}
+
+/// Runs many models in ONNX Runtime (one thread, optimisations disabled and all) in one Python
+/// start; returns each job's result by job name. int64 outputs come back exactly.
+pub fn run_onnxruntime_batch(jobs: &[OrtJob]) -> Result<BTreeMap<String, OrtResult>> {
+    let dir = tempfile::tempdir()?;
+    let manifest_path = dir.path().join("manifest.json");
+    let out_path = dir.path().join("outputs.json");
+    let manifest: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|j| {
+            let inputs: serde_json::Map<String, serde_json::Value> = j
+                .inputs
+                .iter()
+                .map(|(n, t)| (n.clone(), tensor_json(t)))
+                .collect();
+            json!({"name": j.name, "model": j.model, "inputs": inputs})
+        })
+        .collect();
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest)?)?;
+    let status = Command::new(python()?)
+        .arg(script("ort_batch.py"))
+        .arg(&manifest_path)
+        .arg(&out_path)
+        .status()
+        .context("starting Python for ONNX Runtime")?;
+    if !status.success() {
+        bail!("ONNX Runtime batch script failed ({status})");
+    }
+    let out: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_path)?)?;
+    let mut results = BTreeMap::new();
+    for job in jobs {
+        let r = &out[job.name.as_str()];
+        let result = if let Some(e) = r.get("error") {
+            Err(e.as_str().unwrap_or("unknown error").to_string())
+        } else {
+            let mut levels = BTreeMap::new();
+            for (level, outs) in r.as_object().context("job result is not an object")? {
+                let outs = outs
+                    .as_object()
+                    .context("outputs are not an object")?
+                    .iter()
+                    .map(|(n, t)| Ok((n.clone(), tensor_from_json(t)?)))
+                    .collect::<Result<Vec<_>>>()
+                    .with_context(|| format!("{}: {level}", job.name))?;
+                levels.insert(level.clone(), outs);
+            }
+            if levels.is_empty() {
+                bail!("no result for job {}", job.name);
+            }
+            Ok(levels)
+        };
+        results.insert(job.name.clone(), result);
+    }
+    Ok(results)
 }

@@ -11,5 +11,5 @@ pub mod version;
 mod write;
 
 pub use emit::to_model_bytes;
-pub use read::{summarize, ModelSummary, ValueSummary};
+pub use read::{summarize, InitializerSummary, ModelSummary, ValueSummary};
 pub use write::write_atomically;

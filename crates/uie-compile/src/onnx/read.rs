@@ -40,12 +40,25 @@ pub struct ModelSummary {
     pub op_counts: BTreeMap<String, usize>,
     /// Number of nodes.
     pub nodes: usize,
-    /// Number of initializers.
-    pub initializers: usize,
+    /// Every initializer, in file order.
+    pub initializers: Vec<InitializerSummary>,
     /// Bytes of initializer data.
     pub initializer_bytes: usize,
     /// `metadata_props`, by key.
     pub metadata: BTreeMap<String, String>,
+}
+
+/// Name, type, shape and size of one initializer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitializerSummary {
+    /// Initializer name.
+    pub name: String,
+    /// Element type (`f32`, `i64`, ...).
+    pub dtype: String,
+    /// Dimensions.
+    pub dims: Vec<i64>,
+    /// Bytes of data held in the file.
+    pub bytes: usize,
 }
 
 fn dtype_name(t: i32) -> String {
@@ -128,7 +141,16 @@ pub fn summarize(bytes: &[u8]) -> Result<ModelSummary, CompileError> {
         outputs: g.output.iter().map(value).collect(),
         op_counts,
         nodes: g.node.len(),
-        initializers: g.initializer.len(),
+        initializers: g
+            .initializer
+            .iter()
+            .map(|t| InitializerSummary {
+                name: t.name.clone(),
+                dtype: dtype_name(t.data_type),
+                dims: t.dims.clone(),
+                bytes: tensor_bytes(t),
+            })
+            .collect(),
         initializer_bytes: g.initializer.iter().map(tensor_bytes).sum(),
         metadata: model
             .metadata_props
@@ -172,8 +194,20 @@ impl fmt::Display for ModelSummary {
         writeln!(
             f,
             "initializers {} ({} bytes)",
-            self.initializers, self.initializer_bytes
+            self.initializers.len(),
+            self.initializer_bytes
         )?;
+        for t in &self.initializers {
+            let dims: Vec<String> = t.dims.iter().map(i64::to_string).collect();
+            writeln!(
+                f,
+                "  {} {}[{}] {} bytes",
+                t.name,
+                t.dtype,
+                dims.join(","),
+                t.bytes
+            )?;
+        }
         for (k, v) in &self.metadata {
             writeln!(f, "meta {k} = {v}")?;
         }

@@ -5,9 +5,13 @@
 //! reference implementation with plain loops) and `emit` (its ONNX op type and attributes, which
 //! [`crate::onnx`] turns into a `NodeProto`). The `match`es below are exhaustive: an op without a
 //! shape rule, an evaluator or an emitter does not compile.
+//!
+//! [`cases`] holds the data-driven op cases (one-node graphs with their feeds) that the op tests
+//! and the end-to-end ONNX Runtime checks run.
 
 mod add;
 pub(crate) mod broadcast;
+pub mod cases;
 mod concat;
 mod div;
 mod gather;

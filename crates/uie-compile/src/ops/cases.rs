@@ -1,0 +1,445 @@
+//! Data-driven op cases, one-node graphs with their feeds; used by the op tests against tract and
+//! by the end-to-end ONNX Runtime checks.
+//!
+//! Each case is one node of one [`Op`] whose operands are either graph inputs (fed at run time,
+//! named `in<i>`) or initializers (named `c<i>`); its single output is `out`. Shapes are inferred
+//! when the case is built, so a case whose shape rule fails is an error of [`op_cases`]. The data
+//! is deterministic: fixed values chosen for the edge cases (negative ids, ids ≥ 2^40, the int64
+//! extremes, large logits) and seeded pseudo-random values from [`Rng`] elsewhere.
+//!
+//! [`variant_index`] is an exhaustive `match` over [`Op`]: a new variant does not compile until it
+//! is listed there, and [`op_cases`] refuses to return unless every variant has a case.
+
+use uie_model::parity::within_tolerance;
+use uie_model::{Tensor, TensorData};
+
+use crate::error::CompileError;
+use crate::ir::{Graph, TensorType};
+use crate::ops::Op;
+
+/// A small deterministic pseudo-random generator (xorshift64*), for reproducible test data.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed` (any value, zero included).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next 64 pseudo-random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        lo + (hi - lo) * u
+    }
+}
+
+/// One op case: a one-node graph (shapes inferred) and the tensors to feed its inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpCase {
+    /// Unique name, `<op>/<what the row exercises>`, e.g. `mod/huge_and_negative_ids_by_7`.
+    pub name: String,
+    /// The graph: inputs `in<i>`, initializers `c<i>`, one node, one output `out`.
+    pub graph: Graph,
+    /// One tensor per graph input, by name, in input order.
+    pub feeds: Vec<(String, Tensor)>,
+}
+
+/// Number of [`Op`] variants (the range of [`variant_index`]).
+pub const VARIANT_COUNT: usize = 13;
+
+/// Position of an op's variant in the declaration order of [`Op`], in `0..VARIANT_COUNT`.
+///
+/// Exhaustive on purpose: adding a variant to [`Op`] breaks this `match`; list the variant here,
+/// raise [`VARIANT_COUNT`] and add its rows to [`op_cases`].
+pub fn variant_index(op: &Op) -> usize {
+    match op {
+        Op::Mod => 0,
+        Op::Gather { .. } => 1,
+        Op::MatMul => 2,
+        Op::Add => 3,
+        Op::Sub => 4,
+        Op::Mul => 5,
+        Op::Div => 6,
+        Op::Relu => 7,
+        Op::Sigmoid => 8,
+        Op::Softmax { .. } => 9,
+        Op::Concat { .. } => 10,
+        Op::Unsqueeze => 11,
+        Op::ReduceSum { .. } => 12,
+    }
+}
+
+/// An operand: fed at run time, or stored as an initializer.
+enum In {
+    Feed(Tensor),
+    Const(Tensor),
+}
+use In::{Const, Feed};
+
+fn f32t(shape: &[usize], v: &[f32]) -> Tensor {
+    Tensor::f32(shape.to_vec(), v.to_vec())
+}
+
+fn i64t(shape: &[usize], v: &[i64]) -> Tensor {
+    Tensor::i64(shape.to_vec(), v.to_vec())
+}
+
+/// `shape`-sized f32 tensor, uniform in `[lo, hi)` from `Rng::new(seed)`.
+fn rand(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Tensor {
+    let mut r = Rng::new(seed);
+    let n = shape.iter().product();
+    Tensor::f32(shape.to_vec(), (0..n).map(|_| r.uniform(lo, hi)).collect())
+}
+
+/// Builds one case: the node `case/<OpType>` over `inputs`, output `out`, shapes inferred.
+fn case(name: &str, op: Op, inputs: Vec<In>) -> Result<OpCase, CompileError> {
+    let mut graph = Graph::new(format!("op_case_{}", name.replace('/', "_")));
+    let mut ids = Vec::new();
+    let mut feeds = Vec::new();
+    for (i, input) in inputs.into_iter().enumerate() {
+        match input {
+            Feed(t) => {
+                let input_name = format!("in{i}");
+                ids.push(graph.add_input(&input_name, TensorType::of(&t))?);
+                feeds.push((input_name, t));
+            }
+            Const(t) => ids.push(graph.add_initializer(&format!("c{i}"), t)?),
+        }
+    }
+    let out = graph.add_op("case", op, &ids, "out")?;
+    graph.add_output(out)?;
+    graph.infer_shapes()?;
+    Ok(OpCase {
+        name: name.to_string(),
+        graph,
+        feeds,
+    })
+}
+
+/// The ids of the Mod cases: small, negative, ≥ 2^40, ≥ 2^62 and near the int64 extremes.
+pub const MOD_IDS: [i64; 12] = [
+    0,
+    6,
+    7,
+    -1,
+    -7,
+    -8,
+    (1 << 40) + 3,
+    -(1 << 40) - 3,
+    (1 << 62) + 12345,
+    i64::MAX,
+    i64::MIN + 1,
+    -(1 << 41) - 5,
+];
+
+/// Every op case, in a fixed order; at least one per [`Op`] variant.
+///
+/// Fails if a case's graph is malformed or its shape rule fails, or if some variant of [`Op`] has
+/// no case.
+pub fn op_cases() -> Result<Vec<OpCase>, CompileError> {
+    let x = || Feed(rand(&[3, 4], 7, -2.0, 2.0));
+    let acts = [-30.0, -5.0, -1.0, -0.0, 0.0, 0.5, 3.0, 30.0];
+    let table = rand(&[5, 3], 1, -1.0, 1.0);
+    let cases = vec![
+        // Mod: the Python rule (result has the sign of the divisor), on ids ONNX must not wrap.
+        case(
+            "mod/huge_and_negative_ids_by_7",
+            Op::Mod,
+            vec![Feed(i64t(&[12], &MOD_IDS)), Const(i64t(&[], &[7]))],
+        )?,
+        case(
+            "mod/huge_and_negative_ids_by_1024",
+            Op::Mod,
+            vec![Feed(i64t(&[12], &MOD_IDS)), Const(i64t(&[], &[1024]))],
+        )?,
+        case(
+            "mod/divisor_2pow31_rank1",
+            Op::Mod,
+            vec![
+                Feed(i64t(&[3], &[5, -5, 1 << 45])),
+                Const(i64t(&[1], &[1 << 31])),
+            ],
+        )?,
+        case(
+            "mod/int64_extremes_by_11",
+            Op::Mod,
+            vec![
+                Feed(i64t(&[4], &[i64::MIN, i64::MAX, i64::MIN + 1, -1])),
+                Const(i64t(&[], &[11])),
+            ],
+        )?,
+        // Gather: rows of a constant or fed table, and columns (axis 1).
+        case(
+            "gather/axis0_const_table",
+            Op::Gather { axis: 0 },
+            vec![Const(table.clone()), Feed(i64t(&[6], &[0, 4, 2, 2, 1, 3]))],
+        )?,
+        case(
+            "gather/axis0_fed_table",
+            Op::Gather { axis: 0 },
+            vec![Feed(table), Feed(i64t(&[2], &[4, 0]))],
+        )?,
+        case(
+            "gather/axis1_const_indices",
+            Op::Gather { axis: 1 },
+            vec![
+                Feed(rand(&[2, 4], 2, -1.0, 1.0)),
+                Const(i64t(&[3], &[3, 0, 1])),
+            ],
+        )?,
+        // MatMul.
+        case(
+            "matmul/3x4_by_const_4x2",
+            Op::MatMul,
+            vec![
+                Feed(rand(&[3, 4], 3, -2.0, 2.0)),
+                Const(rand(&[4, 2], 4, -2.0, 2.0)),
+            ],
+        )?,
+        case(
+            "matmul/1x5_by_fed_5x1",
+            Op::MatMul,
+            vec![
+                Feed(rand(&[1, 5], 5, -2.0, 2.0)),
+                Feed(rand(&[5, 1], 6, -2.0, 2.0)),
+            ],
+        )?,
+        // Element-wise binary ops with broadcasting.
+        case(
+            "add/broadcast_const_row",
+            Op::Add,
+            vec![x(), Const(rand(&[4], 8, -1.0, 1.0))],
+        )?,
+        case(
+            "add/same_shape_fed",
+            Op::Add,
+            vec![x(), Feed(rand(&[3, 4], 9, -1.0, 1.0))],
+        )?,
+        case(
+            "sub/broadcast_const_row",
+            Op::Sub,
+            vec![x(), Const(rand(&[4], 10, -1.0, 1.0))],
+        )?,
+        case(
+            "div/broadcast_const_row",
+            Op::Div,
+            vec![x(), Const(rand(&[4], 11, 0.5, 2.0))],
+        )?,
+        case(
+            "mul/broadcast_last_axis_fed",
+            Op::Mul,
+            vec![
+                Feed(rand(&[2, 3, 1], 12, -1.0, 1.0)),
+                Feed(rand(&[2, 3, 4], 13, -1.0, 1.0)),
+            ],
+        )?,
+        case(
+            "mul/broadcast_both_ways_const",
+            Op::Mul,
+            vec![
+                Feed(rand(&[2, 1, 4], 14, -1.0, 1.0)),
+                Const(rand(&[3, 1], 15, -1.0, 1.0)),
+            ],
+        )?,
+        // Unary activations, on signed zeros and saturating values.
+        case(
+            "relu/edge_values",
+            Op::Relu,
+            vec![Feed(f32t(&[2, 4], &acts))],
+        )?,
+        case(
+            "sigmoid/edge_values",
+            Op::Sigmoid,
+            vec![Feed(f32t(&[2, 4], &acts))],
+        )?,
+        case(
+            "sigmoid/random",
+            Op::Sigmoid,
+            vec![Feed(rand(&[4, 5], 16, -8.0, 8.0))],
+        )?,
+        // Softmax along one axis.
+        case(
+            "softmax/axis1",
+            Op::Softmax { axis: 1 },
+            vec![Feed(rand(&[3, 4], 17, -5.0, 5.0))],
+        )?,
+        case(
+            "softmax/axis_minus1_rank3",
+            Op::Softmax { axis: -1 },
+            vec![Feed(rand(&[2, 3, 2], 18, -5.0, 5.0))],
+        )?,
+        case(
+            "softmax/large_logits",
+            Op::Softmax { axis: 1 },
+            vec![Feed(f32t(&[1, 3], &[100.0, 100.0, -100.0]))],
+        )?,
+        // Concat.
+        case(
+            "concat/axis1_fed_and_const",
+            Op::Concat { axis: 1 },
+            vec![
+                Feed(rand(&[2, 3], 19, -1.0, 1.0)),
+                Const(rand(&[2, 2], 20, -1.0, 1.0)),
+            ],
+        )?,
+        case(
+            "concat/axis1_three_rank3",
+            Op::Concat { axis: 1 },
+            vec![
+                Feed(rand(&[2, 1, 3], 21, -1.0, 1.0)),
+                Feed(rand(&[2, 2, 3], 22, -1.0, 1.0)),
+                Feed(rand(&[2, 1, 3], 23, -1.0, 1.0)),
+            ],
+        )?,
+        case(
+            "concat/single_input",
+            Op::Concat { axis: 0 },
+            vec![Feed(rand(&[1, 2], 24, -1.0, 1.0))],
+        )?,
+        // Unsqueeze.
+        case(
+            "unsqueeze/axis1",
+            Op::Unsqueeze,
+            vec![Feed(rand(&[3, 4], 25, -1.0, 1.0)), Const(i64t(&[1], &[1]))],
+        )?,
+        case(
+            "unsqueeze/trailing_axis",
+            Op::Unsqueeze,
+            vec![Feed(rand(&[3, 4], 26, -1.0, 1.0)), Const(i64t(&[1], &[2]))],
+        )?,
+        case(
+            "unsqueeze/i64_two_axes_negative",
+            Op::Unsqueeze,
+            vec![Feed(i64t(&[2], &[5, -5])), Const(i64t(&[2], &[0, -1]))],
+        )?,
+        // ReduceSum.
+        case(
+            "reduce_sum/axis1_drop",
+            Op::ReduceSum { keepdims: false },
+            vec![
+                Feed(rand(&[2, 3, 4], 27, -1.0, 1.0)),
+                Const(i64t(&[1], &[1])),
+            ],
+        )?,
+        case(
+            "reduce_sum/last_axis_keep",
+            Op::ReduceSum { keepdims: true },
+            vec![
+                Feed(rand(&[2, 3, 4], 28, -1.0, 1.0)),
+                Const(i64t(&[1], &[-1])),
+            ],
+        )?,
+        case(
+            "reduce_sum/two_axes_drop",
+            Op::ReduceSum { keepdims: false },
+            vec![
+                Feed(rand(&[2, 3, 4], 29, -1.0, 1.0)),
+                Const(i64t(&[2], &[0, 2])),
+            ],
+        )?,
+    ];
+    let mut covered = [false; VARIANT_COUNT];
+    for c in &cases {
+        for node in c.graph.nodes() {
+            if let Some(slot) = covered.get_mut(variant_index(&node.op)) {
+                *slot = true;
+            }
+        }
+    }
+    if let Some(missing) = covered.iter().position(|&c| !c) {
+        return Err(CompileError::InvalidGraph(format!(
+            "op cases: no case for Op variant #{missing} (see ops::cases::variant_index)"
+        )));
+    }
+    Ok(cases)
+}
+
+/// Compares an engine's output with the reference one: same dtype and shape, exact for int64,
+/// the parity rule of `uie-model.md` §7 ([`within_tolerance`]) for f32. Returns the largest
+/// `|actual − expected|` (0 for int64); the error names the first offending element.
+pub fn compare_outputs(actual: &Tensor, expected: &Tensor) -> Result<f32, CompileError> {
+    let fail = |m: String| Err(CompileError::Verify(m));
+    if actual.shape != expected.shape {
+        return fail(format!(
+            "shape {:?} vs expected {:?}",
+            actual.shape, expected.shape
+        ));
+    }
+    match (&actual.data, &expected.data) {
+        (TensorData::F32(a), TensorData::F32(b)) => {
+            let mut worst = 0.0f32;
+            for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+                let d = (x - y).abs();
+                if !within_tolerance(x, y) {
+                    return fail(format!(
+                        "element {i}: {x} vs expected {y} (|diff| {d:e}) breaks the §7 rule"
+                    ));
+                }
+                worst = worst.max(d);
+            }
+            Ok(worst)
+        }
+        (TensorData::I64(a), TensorData::I64(b)) => {
+            match a.iter().zip(b).position(|(x, y)| x != y) {
+                Some(i) => fail(format!("element {i}: {} vs expected {}", a[i], b[i])),
+                None => Ok(0.0),
+            }
+        }
+        _ => fail(format!(
+            "dtype {} vs expected {}",
+            actual.dtype(),
+            expected.dtype()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases_are_uniquely_named_one_node_graphs() {
+        let cases = op_cases().expect("op cases");
+        let mut names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), cases.len(), "case names repeat");
+        for c in &cases {
+            assert_eq!(c.graph.nodes().len(), 1, "{}", c.name);
+            assert_eq!(c.graph.outputs().len(), 1, "{}", c.name);
+            assert_eq!(c.feeds.len(), c.graph.inputs().len(), "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn comparison_is_exact_for_ints_and_relative_for_floats() {
+        let i = |v: &[i64]| Tensor::i64(vec![v.len()], v.to_vec());
+        let f = |v: &[f32]| Tensor::f32(vec![v.len()], v.to_vec());
+        assert_eq!(
+            compare_outputs(&i(&[1, i64::MIN]), &i(&[1, i64::MIN])).ok(),
+            Some(0.0)
+        );
+        assert!(compare_outputs(&i(&[1, 2]), &i(&[1, 3])).is_err());
+        assert!(compare_outputs(&f(&[1.0]), &f(&[1.00005])).is_ok());
+        assert!(compare_outputs(&f(&[1.0]), &f(&[1.001])).is_err());
+        assert!(compare_outputs(&f(&[1.0]), &i(&[1])).is_err());
+        assert!(compare_outputs(&f(&[1.0, 2.0]), &f(&[1.0])).is_err());
+    }
+
+    #[test]
+    fn rng_is_deterministic() {
+        let (mut a, mut b) = (Rng::new(3), Rng::new(3));
+        assert_eq!(a.next_u64(), b.next_u64());
+        let u = a.uniform(-1.0, 1.0);
+        assert!((-1.0..1.0).contains(&u));
+    }
+}
