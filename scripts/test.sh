@@ -8,4 +8,6 @@ bash scripts/setup-venv.sh
 export UIE_PYTHON="$root/.venv/bin/python"
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets --locked -- -D warnings
-cargo test --release --workspace --locked
+cargo test --release --workspace --locked --exclude uie-e2e
+# The end-to-end tests print what they measured (largest differences, checker reports): show it.
+cargo test --release --locked -p uie-e2e -- --show-output

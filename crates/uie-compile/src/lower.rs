@@ -121,17 +121,15 @@ pub fn lower(checkpoint: &Checkpoint) -> Result<Graph, CompileError> {
     let config = &checkpoint.config;
     config.validate()?;
     validate_weights(config, &checkpoint.weights)?;
-    let uie = &config.uie;
-    for (on, name) in [
-        (uie.upe, "uie.upe"),
-        (uie.ucbe, "uie.ucbe"),
-        (uie.ucse, "uie.ucse"),
-    ] {
-        if on {
-            return Err(CompileError::Unsupported(format!(
-                "{name} is not lowered by this compiler yet"
-            )));
-        }
+    if config.features.sequence.is_some() {
+        return Err(CompileError::Unsupported(
+            "features.sequence is not lowered by this compiler yet".into(),
+        ));
+    }
+    if config.uie.any() {
+        return Err(CompileError::Unsupported(
+            "the [uie] modules are not lowered by this compiler yet".into(),
+        ));
     }
     let plan = Plan::new(config);
     let mut graph = Graph::new(config.model.name.clone());

@@ -9,7 +9,8 @@ use crate::config::Config;
 use crate::error::ModelError;
 
 /// Raw inputs for `n` rows: one int64 id column per categorical field (unhashed: the model applies
-/// `id mod buckets` itself) and the raw (unnormalised) dense matrix, row-major `[n, n_dense]`.
+/// `id mod buckets` itself), the raw (unnormalised) dense matrix, row-major `[n, n_dense]`, and the
+/// behaviour sequence when the model has one.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RawBatch {
     /// Number of rows.
@@ -18,7 +19,27 @@ pub struct RawBatch {
     pub categorical: BTreeMap<String, Vec<i64>>,
     /// Dense values, `n * n_dense`, row-major.
     pub dense: Vec<f32>,
+    /// The behaviour sequence (`hist_items`, `hist_len`), present iff the config has
+    /// `[features.sequence]`.
+    pub history: Option<History>,
 }
+
+/// The behaviour sequence of a batch (`uie-model.md` §1): `items` is `[n, width]` row-major, oldest
+/// first, right-padded (padding values are ignored); `len[r]` leading entries of row r are real.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct History {
+    /// `L`: entries per row (≥ 1).
+    pub width: usize,
+    /// Item ids, `n * width`.
+    pub items: Vec<i64>,
+    /// Real entries per row, each in `[0, width]`.
+    pub len: Vec<i64>,
+}
+
+/// Name of the history items input (graph input and golden tensor suffix).
+pub const HIST_ITEMS: &str = "hist_items";
+/// Name of the history length input.
+pub const HIST_LEN: &str = "hist_len";
 
 impl RawBatch {
     /// Checks the batch against a config: every field present with `n` ids, no unknown field,
@@ -63,23 +84,80 @@ impl RawBatch {
                 "is not finite".into(),
             ));
         }
+        match (&config.features.sequence, &self.history) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                return Err(bad(
+                    format!("input {HIST_ITEMS}"),
+                    "this model has no behaviour sequence".into(),
+                ))
+            }
+            (Some(_), None) => return Err(bad(format!("input {HIST_ITEMS}"), "missing".into())),
+            (Some(_), Some(h)) => {
+                if h.width == 0 {
+                    return Err(bad(format!("input {HIST_ITEMS}"), "has width 0".into()));
+                }
+                if h.items.len() != self.n * h.width {
+                    return Err(bad(
+                        format!("input {HIST_ITEMS}"),
+                        format!(
+                            "has {} ids for {} rows × {}",
+                            h.items.len(),
+                            self.n,
+                            h.width
+                        ),
+                    ));
+                }
+                if h.len.len() != self.n {
+                    return Err(bad(
+                        format!("input {HIST_LEN}"),
+                        format!("has {} values for {} rows", h.len.len(), self.n),
+                    ));
+                }
+                if let Some(r) = h.len.iter().position(|&l| l < 0 || l as usize > h.width) {
+                    return Err(bad(
+                        format!("input {HIST_LEN} (row {r})"),
+                        format!("is {}, outside [0, {}]", h.len[r], h.width),
+                    ));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The rows `rows` of this batch, in that order; indices `≥ n` are skipped.
+    pub fn take(&self, rows: &[usize]) -> RawBatch {
+        let rows: Vec<usize> = rows.iter().copied().filter(|&r| r < self.n).collect();
+        let gather = |values: &[f32], width: usize| -> Vec<f32> {
+            rows.iter()
+                .flat_map(|&r| values[r * width..(r + 1) * width].iter().copied())
+                .collect()
+        };
+        let d = self.dense.len().checked_div(self.n).unwrap_or(0);
+        RawBatch {
+            n: rows.len(),
+            categorical: self
+                .categorical
+                .iter()
+                .map(|(k, v)| (k.clone(), rows.iter().map(|&r| v[r]).collect()))
+                .collect(),
+            dense: gather(&self.dense, d),
+            history: self.history.as_ref().map(|h| History {
+                width: h.width,
+                items: rows
+                    .iter()
+                    .flat_map(|&r| h.items[r * h.width..(r + 1) * h.width].iter().copied())
+                    .collect(),
+                len: rows.iter().map(|&r| h.len[r]).collect(),
+            }),
+        }
     }
 
     /// Rows `[start, end)` of this batch.
     pub fn slice(&self, start: usize, end: usize) -> RawBatch {
         let end = end.min(self.n);
-        let start = start.min(end);
-        let d = self.dense.len().checked_div(self.n).unwrap_or(0);
-        RawBatch {
-            n: end - start,
-            categorical: self
-                .categorical
-                .iter()
-                .map(|(k, v)| (k.clone(), v[start..end].to_vec()))
-                .collect(),
-            dense: self.dense[start * d..end * d].to_vec(),
-        }
+        let rows: Vec<usize> = (start.min(end)..end).collect();
+        self.take(&rows)
     }
 
     /// The golden tensors of this batch with the producer's probabilities `[n, tasks]`.
@@ -96,6 +174,16 @@ impl RawBatch {
             GOLDEN_DENSE.into(),
             Tensor::f32(vec![self.n, d], self.dense.clone()),
         );
+        if let Some(h) = &self.history {
+            map.insert(
+                golden_input_name(HIST_ITEMS),
+                Tensor::i64(vec![self.n, h.width], h.items.clone()),
+            );
+            map.insert(
+                golden_input_name(HIST_LEN),
+                Tensor::i64(vec![self.n], h.len.clone()),
+            );
+        }
         map.insert(
             GOLDEN_PROBS.into(),
             Tensor::f32(vec![self.n, config.tasks.len()], probs.to_vec()),
@@ -132,6 +220,21 @@ impl RawBatch {
         }
         if let Some(t) = golden.get(GOLDEN_DENSE) {
             batch.dense = t.as_f32().unwrap_or_default().to_vec();
+        }
+        if config.features.sequence.is_some() {
+            let items_name = golden_input_name(HIST_ITEMS);
+            let len_name = golden_input_name(HIST_LEN);
+            let items = golden
+                .get(&items_name)
+                .ok_or_else(|| missing(items_name.clone()))?;
+            let len = golden
+                .get(&len_name)
+                .ok_or_else(|| missing(len_name.clone()))?;
+            batch.history = Some(History {
+                width: items.shape.get(1).copied().unwrap_or(0),
+                items: items.as_i64().unwrap_or_default().to_vec(),
+                len: len.as_i64().unwrap_or_default().to_vec(),
+            });
         }
         batch.check(config)?;
         let p = probs.as_f32().ok_or_else(|| ModelError::DtypeMismatch {

@@ -70,6 +70,20 @@ pub struct Features {
     /// Names of the numeric features, in the column order of the `dense` input.
     #[serde(default)]
     pub dense: Vec<String>,
+    /// The behaviour sequence (`hist_items`, `hist_len`), pooled by target attention.
+    #[serde(default)]
+    pub sequence: Option<Sequence>,
+}
+
+/// `[features.sequence]`: the user's most recent consumed items (`uie-model.md` §2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sequence {
+    /// The item-id field (group `item`) whose embedding table `hist_items` share.
+    pub item_field: String,
+    /// How many recent items the data preparation keeps (`L` at training time; the compiled
+    /// model takes any `L`).
+    pub max_len: usize,
 }
 
 /// One `[[features.categorical]]` entry.
@@ -122,29 +136,197 @@ fn one() -> f32 {
     1.0
 }
 
-/// `[uie]`: the User Interest Enhancement modules of `uie-model.md` §2–§5. Reserved: this version
-/// implements none of them, and refuses a config that enables one rather than ignoring it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// `[uie]`: the User Interest Enhancement modules of `uie-model.md` §3–§5. Every module is off
+/// unless enabled; with all off the model is plain PLE and nothing below is used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Uie {
+    /// Width `d` of the auxiliary vectors, the UPE and UCBE centres and `P`.
+    #[serde(default = "default_uie_dim")]
+    pub dim: usize,
+    /// The task whose label is `y_aux` of the auxiliary two-tower loss.
+    #[serde(default)]
+    pub aux_task: Option<String>,
+    /// `α_aux`, the weight of the auxiliary loss.
+    #[serde(default = "one")]
+    pub aux_weight: f32,
+    /// Hidden widths (Linear + ReLU) of the user tower `T_u`; its output layer has width `dim`.
+    #[serde(default = "default_aux_tower")]
+    pub user_tower: Vec<usize>,
+    /// Hidden widths of the item tower `T_i`.
+    #[serde(default = "default_aux_tower")]
+    pub item_tower: Vec<usize>,
+    /// The user-id field (group `user`) whose bucket is the row of `P`.
+    #[serde(default)]
+    pub user_field: Option<String>,
+    /// Stream clustering settings shared by every centre table.
+    #[serde(default)]
+    pub clustering: Clustering,
+    /// Epochs that train the towers only (centres frozen) before k-means++ initialisation.
+    #[serde(default)]
+    pub warmup_epochs: usize,
     /// User Profile Enhancement.
-    #[serde(default)]
-    pub upe: bool,
+    #[serde(default = "default_upe")]
+    pub upe: Module,
     /// User Consumption Behaviour Enhancement.
-    #[serde(default)]
-    pub ucbe: bool,
+    #[serde(default = "default_ucbe")]
+    pub ucbe: Ucbe,
     /// User Consumption Sequence Enhancement.
+    #[serde(default = "default_ucse")]
+    pub ucse: Module,
+}
+
+impl Default for Uie {
+    fn default() -> Self {
+        Uie {
+            dim: default_uie_dim(),
+            aux_task: None,
+            aux_weight: 1.0,
+            user_tower: default_aux_tower(),
+            item_tower: default_aux_tower(),
+            user_field: None,
+            clustering: Clustering::default(),
+            warmup_epochs: 0,
+            upe: default_upe(),
+            ucbe: default_ucbe(),
+            ucse: default_ucse(),
+        }
+    }
+}
+
+impl Uie {
+    /// True when any module is enabled (then the auxiliary towers exist).
+    pub fn any(&self) -> bool {
+        self.upe.enabled || self.ucbe.enabled || self.ucse.enabled
+    }
+}
+
+fn default_uie_dim() -> usize {
+    32
+}
+fn default_aux_tower() -> Vec<usize> {
+    vec![64]
+}
+fn default_upe() -> Module {
+    Module {
+        enabled: false,
+        centres: 256,
+        k: 3,
+    }
+}
+fn default_ucse() -> Module {
+    Module {
+        enabled: false,
+        centres: 256,
+        k: 8,
+    }
+}
+fn default_ucbe() -> Ucbe {
+    Ucbe {
+        enabled: false,
+        centres: 128,
+        k: 3,
+        rho_p: 0.1,
+    }
+}
+
+/// `[uie.upe]` or `[uie.ucse]`: one centre table and its retrieval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Module {
+    /// Whether the module is part of the model.
     #[serde(default)]
-    pub ucse: bool,
+    pub enabled: bool,
+    /// Centres `N` in the table.
+    pub centres: usize,
+    /// Centres retrieved per query (`K1` or `K3`).
+    pub k: usize,
+}
+
+/// `[uie.ucbe]`: the item-centre table, its top-K, and the personalised memory's rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ucbe {
+    /// Whether the module is part of the model.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Centres `N` in `M_ucbe`.
+    pub centres: usize,
+    /// `K2`.
+    pub k: usize,
+    /// `ρ_p`, the rate at which `P[u]` moves toward its retrieved centres.
+    pub rho_p: f32,
+}
+
+/// How centres move (`uie-model.md` §4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CentreUpdate {
+    /// `M_c ← M_c + ρ · mean(v − M_c)`.
+    #[default]
+    Mean,
+    /// One step of rate ρ on `−log softmax_i(<v, M_i>)[c(v)]`.
+    SoftmaxCe,
+}
+
+/// `[uie.clustering]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clustering {
+    /// Update rate ρ.
+    #[serde(default = "default_rho")]
+    pub rho: f32,
+    /// Update rule.
+    #[serde(default)]
+    pub update: CentreUpdate,
+    /// Upper bounds of the activity buckets by training-interaction count (default 5, 20, 100:
+    /// buckets 0-5, 6-20, 21-100, >100).
+    #[serde(default = "default_activity_buckets")]
+    pub activity_buckets: Vec<u64>,
+    /// Distinct users per activity bucket that move the centres in one step (`m`).
+    #[serde(default = "default_per_bucket")]
+    pub per_bucket: usize,
+    /// A centre unassigned for this many steps is reseeded (`R`).
+    #[serde(default = "default_reseed_after")]
+    pub reseed_after: usize,
+}
+
+impl Default for Clustering {
+    fn default() -> Self {
+        Clustering {
+            rho: default_rho(),
+            update: CentreUpdate::Mean,
+            activity_buckets: default_activity_buckets(),
+            per_bucket: default_per_bucket(),
+            reseed_after: default_reseed_after(),
+        }
+    }
+}
+
+fn default_rho() -> f32 {
+    0.05
+}
+fn default_activity_buckets() -> Vec<u64> {
+    vec![5, 20, 100]
+}
+fn default_per_bucket() -> usize {
+    32
+}
+fn default_reseed_after() -> usize {
+    200
 }
 
 /// The data sets the trainer knows how to read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DataKind {
-    /// UCI Census-Income (KDD), Protocol A of `docs/evaluation.md`.
+    /// UCI Census-Income (KDD), Protocol A of `docs/evaluation.md`: a random split.
     #[default]
     Census,
+    /// MovieLens ml-latest-small, Protocol B: `path` is the folder of `ratings.csv` and
+    /// `movies.csv`; the split is global in time (the last `test_fraction` of events test, the
+    /// `val_fraction` of events just before them validate); `split_seed` also seeds the negatives.
+    Movielens,
 }
 
 /// `[data]` (trainer only).
@@ -395,18 +577,11 @@ impl Config {
             }
         }
 
-        for (flag, name) in [
-            (self.uie.upe, "uie.upe"),
-            (self.uie.ucbe, "uie.ucbe"),
-            (self.uie.ucse, "uie.ucse"),
-        ] {
-            if flag {
-                return Err(invalid(
-                    name,
-                    "this module is not implemented in this version; set it to false",
-                ));
-            }
+        if let Some(seq) = &self.features.sequence {
+            self.check_field("features.sequence.item_field", &seq.item_field, Group::Item)?;
+            check_range("features.sequence.max_len", seq.max_len, 1, 10_000)?;
         }
+        self.validate_uie()?;
 
         let frac = |path: &str, v: f64| -> Result<(), ModelError> {
             if !(v > 0.0 && v < 1.0) {
@@ -437,6 +612,121 @@ impl Config {
         Ok(())
     }
 
+    fn check_field(&self, path: &str, name: &str, group: Group) -> Result<(), ModelError> {
+        match self.features.categorical.iter().find(|f| f.name == name) {
+            None => Err(invalid(
+                path,
+                format!("{name:?} is not a categorical feature"),
+            )),
+            Some(f) if f.group != group => Err(invalid(
+                path,
+                format!("{name:?} is in group {:?}, expected {group:?}", f.group),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn validate_uie(&self) -> Result<(), ModelError> {
+        let u = &self.uie;
+        if !u.any() {
+            return Ok(());
+        }
+        check_range("uie.dim", u.dim, 1, MAX_WIDTH)?;
+        for (path, widths) in [
+            ("uie.user_tower", &u.user_tower),
+            ("uie.item_tower", &u.item_tower),
+        ] {
+            for (i, &w) in widths.iter().enumerate() {
+                check_range(&format!("{path}[{i}]"), w, 1, MAX_WIDTH)?;
+            }
+        }
+        match &u.aux_task {
+            None => {
+                return Err(invalid(
+                    "uie.aux_task",
+                    "a UIE module is enabled: name the task whose label trains the two towers",
+                ))
+            }
+            Some(t) if !self.tasks.iter().any(|task| &task.name == t) => {
+                return Err(invalid("uie.aux_task", format!("{t:?} is not a task")))
+            }
+            Some(_) => {}
+        }
+        if !u.aux_weight.is_finite() || u.aux_weight < 0.0 {
+            return Err(invalid(
+                "uie.aux_weight",
+                format!("must be finite and ≥ 0, got {}", u.aux_weight),
+            ));
+        }
+        let groups = |g: Group| {
+            self.features
+                .categorical
+                .iter()
+                .filter(|f| f.group == g)
+                .count()
+        };
+        if groups(Group::User) == 0 {
+            return Err(invalid(
+                "features",
+                "the user tower needs at least one user field",
+            ));
+        }
+        if groups(Group::Item) == 0 {
+            return Err(invalid(
+                "features",
+                "the item tower needs at least one item field",
+            ));
+        }
+        let c = &u.clustering;
+        if !(c.rho > 0.0 && c.rho <= 1.0) {
+            return Err(invalid(
+                "uie.clustering.rho",
+                format!("must be in (0, 1], got {}", c.rho),
+            ));
+        }
+        if c.activity_buckets.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(invalid(
+                "uie.clustering.activity_buckets",
+                "bounds must be strictly increasing",
+            ));
+        }
+        check_range("uie.clustering.per_bucket", c.per_bucket, 1, 1 << 20)?;
+        check_range("uie.clustering.reseed_after", c.reseed_after, 1, 1 << 30)?;
+        check_range("uie.warmup_epochs", u.warmup_epochs, 0, 10_000)?;
+        for (path, m) in [("uie.upe", &u.upe), ("uie.ucse", &u.ucse)] {
+            if m.enabled {
+                check_range(&format!("{path}.centres"), m.centres, 1, 1 << 24)?;
+                check_range(&format!("{path}.k"), m.k, 1, m.centres)?;
+            }
+        }
+        if u.ucbe.enabled {
+            check_range("uie.ucbe.centres", u.ucbe.centres, 1, 1 << 24)?;
+            check_range("uie.ucbe.k", u.ucbe.k, 1, u.ucbe.centres)?;
+            if !(u.ucbe.rho_p > 0.0 && u.ucbe.rho_p <= 1.0) {
+                return Err(invalid(
+                    "uie.ucbe.rho_p",
+                    format!("must be in (0, 1], got {}", u.ucbe.rho_p),
+                ));
+            }
+            match &u.user_field {
+                None => {
+                    return Err(invalid(
+                        "uie.user_field",
+                        "UCBE needs the user-id field whose bucket is the row of P",
+                    ))
+                }
+                Some(f) => self.check_field("uie.user_field", f, Group::User)?,
+            }
+        }
+        if u.ucse.enabled && self.features.sequence.is_none() {
+            return Err(invalid(
+                "uie.ucse",
+                "UCSE clusters behaviour sequences: add [features.sequence]",
+            ));
+        }
+        Ok(())
+    }
+
     /// Categorical fields in input-vector order: grouped user, item, context; config order within
     /// a group.
     pub fn fields_in_input_order(&self) -> Vec<&CategoricalField> {
@@ -445,9 +735,24 @@ impl Config {
         fields
     }
 
-    /// Width of the backbone input `x`: one embedding per categorical field, then `dense`.
+    /// Width of the backbone input `x = concat(x_user, x_item, x_ctx, dense, seq, e_upe, e_ucbe,
+    /// e_ucse)`, each part present only when configured.
     pub fn input_width(&self) -> usize {
-        self.features.categorical.len() * self.model.embed_dim + self.features.dense.len()
+        let e = self.model.embed_dim;
+        let mut w = self.features.categorical.len() * e + self.features.dense.len();
+        if self.features.sequence.is_some() {
+            w += e;
+        }
+        for on in [
+            self.uie.upe.enabled,
+            self.uie.ucbe.enabled,
+            self.uie.ucse.enabled,
+        ] {
+            if on {
+                w += self.uie.dim;
+            }
+        }
+        w
     }
 
     /// Output width of every expert (the last of `ple.expert_hidden`).
@@ -502,9 +807,9 @@ mod tests {
         );
         assert!(e.contains("colour"), "{e}");
         let e = err_of(&format!(
-            "{}\n[uie]\nupe = true\n",
+            "{}\n[uie.upe]\nenabled = true\ncentres = 4\nk = 3\n",
             crate::test_support::SMALL
         ));
-        assert!(e.contains("uie.upe"), "{e}");
+        assert!(e.contains("uie.aux_task"), "{e}");
     }
 }

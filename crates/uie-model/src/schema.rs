@@ -13,8 +13,18 @@
 //! | `ple.l<l>.<owner>.gate.{weight,bias}` | `[in, n_experts]` | gate of `owner` at level l (softmax) |
 //! | `tower.<task>.fc<m>.{weight,bias}` | `[in, out]`, `[out]` | hidden layer m of a task tower, ReLU after |
 //! | `tower.<task>.out.{weight,bias}` | `[in, 1]`, `[1]` | tower output logit; `probs = sigmoid(logit)` |
+//! | `seq.query.weight` | `[d_e, d_e]` | `W_q` of the sequence target attention: `q = e_item_id · W_q` |
+//! | `aux.user.fc<m>.{weight,bias}`, `aux.user.out.{weight,bias}` | | user tower `T_u`: hidden Linear + ReLU, then Linear to `d` |
+//! | `aux.item.fc<m>.{weight,bias}`, `aux.item.out.{weight,bias}` | | item tower `T_i` |
+//! | `memory.upe`, `memory.ucbe` | `[N, d]` | centre tables (moved by stream clustering only) |
+//! | `memory.ucse` | `[N, d_e]` | sequence centre table |
+//! | `memory.personal` | `[H_user, d]` | personalised user memory `P` (row = user bucket) |
+//! | `uie.upe.gen.fc0.{weight,bias}` | `[2d, d]`, `[d]` | `G_upe` on `[u, v_u]`, ReLU |
+//! | `uie.ucbe.gen.fc0.{weight,bias}` | `[d, d]`, `[d]` | `G_ucbe` on `P[user]`, ReLU |
+//! | `uie.ucse.attn.weight` | `[d_e, d_e]` | `W_t` of the UCSE target attention |
+//! | `uie.ucse.gen.fc0.{weight,bias}` | `[d_e, d]`, `[d]` | `G_ucse`, ReLU |
 
-use crate::config::Config;
+use crate::config::{Config, Group};
 
 /// Element type of a tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,6 +44,17 @@ impl std::fmt::Display for Dtype {
     }
 }
 
+/// How a tensor gets its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Trained by the optimizer.
+    Parameter,
+    /// Computed from the training data once and frozen (`dense.mean`, `dense.std`).
+    Statistic,
+    /// A memory table: moved by stream clustering, never by the optimizer.
+    Memory,
+}
+
 /// Name, shape and dtype of one tensor the config requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorSpec {
@@ -43,6 +64,8 @@ pub struct TensorSpec {
     pub shape: Vec<usize>,
     /// Element type.
     pub dtype: Dtype,
+    /// How it gets its values.
+    pub role: Role,
 }
 
 /// Who owns an expert or a gate in a PLE level.
@@ -139,7 +162,113 @@ pub struct Plan {
     pub levels: Vec<Level>,
     /// One tower per task.
     pub towers: Vec<Tower>,
+    /// The sequence target attention, when the config has `[features.sequence]`.
+    pub sequence: Option<SequencePlan>,
+    /// The UIE modules, when any is enabled.
+    pub uie: Option<UiePlan>,
 }
+
+/// Sequence pooling by target attention (`uie-model.md` §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequencePlan {
+    /// The item-id field whose embedding table `hist_items` share.
+    pub item_field: String,
+    /// That field's embedding tensor.
+    pub table: String,
+    /// `W_q` `[d_e, d_e]`.
+    pub query: String,
+}
+
+/// An auxiliary tower: hidden layers (ReLU), then a linear output of width `d`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuxTower {
+    /// Fields whose embeddings (in input order) are concatenated as the tower input.
+    pub fields: Vec<String>,
+    /// Hidden layers.
+    pub hidden: Mlp,
+    /// Output weight `[h, d]`.
+    pub out_weight: String,
+    /// Output bias `[d]`.
+    pub out_bias: String,
+}
+
+/// The UIE modules (`uie-model.md` §3–§5), each present only when enabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiePlan {
+    /// Auxiliary width `d`.
+    pub dim: usize,
+    /// `T_u`.
+    pub user_tower: AuxTower,
+    /// `T_i`.
+    pub item_tower: AuxTower,
+    /// User Profile Enhancement.
+    pub upe: Option<UpePlan>,
+    /// User Consumption Behaviour Enhancement.
+    pub ucbe: Option<UcbePlan>,
+    /// User Consumption Sequence Enhancement.
+    pub ucse: Option<UcsePlan>,
+}
+
+/// A centre table and how many centres a query retrieves from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retrieval {
+    /// Tensor name of the table.
+    pub table: String,
+    /// Rows `N`.
+    pub centres: usize,
+    /// Width of a centre.
+    pub width: usize,
+    /// Centres retrieved per query.
+    pub k: usize,
+}
+
+/// UPE: `e_upe = G_upe([R(sg(v_u), M_upe, K1), sg(v_u)])`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpePlan {
+    /// `M_upe` and `K1`.
+    pub retrieval: Retrieval,
+    /// `G_upe` (input `2d`).
+    pub gen: Mlp,
+}
+
+/// UCBE: `e_ucbe = G_ucbe(P[user_row])`; `M_ucbe` only moves `P` during training.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UcbePlan {
+    /// `M_ucbe` and `K2`.
+    pub retrieval: Retrieval,
+    /// Tensor name of `P`.
+    pub personal: String,
+    /// The user-id field whose bucket is the row of `P`.
+    pub user_field: String,
+    /// Rows of `P` (the user field's buckets).
+    pub users: usize,
+    /// `G_ucbe` (input `d`).
+    pub gen: Mlp,
+}
+
+/// UCSE: retrieval by the masked mean of the history, then target attention over the kept centres.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UcsePlan {
+    /// `M_ucse` and `K3`.
+    pub retrieval: Retrieval,
+    /// `W_t` `[d_e, d_e]`.
+    pub attn: String,
+    /// `G_ucse` (input `d_e`).
+    pub gen: Mlp,
+}
+
+/// Name of `W_q`.
+pub const SEQ_QUERY: &str = "seq.query.weight";
+/// Name of the UPE centre table.
+pub const MEMORY_UPE: &str = "memory.upe";
+/// Name of the UCBE centre table.
+pub const MEMORY_UCBE: &str = "memory.ucbe";
+/// Name of the UCSE centre table.
+pub const MEMORY_UCSE: &str = "memory.ucse";
+/// Name of the personalised user memory `P`.
+pub const MEMORY_PERSONAL: &str = "memory.personal";
+/// Name of `W_t` (UCSE target attention).
+pub const UCSE_ATTN: &str = "uie.ucse.attn.weight";
 
 /// Name of the dense mean tensor.
 pub const DENSE_MEAN: &str = "dense.mean";
@@ -156,6 +285,14 @@ fn f32_spec(name: String, shape: Vec<usize>) -> TensorSpec {
         name,
         shape,
         dtype: Dtype::F32,
+        role: Role::Parameter,
+    }
+}
+
+fn spec_with(name: &str, shape: Vec<usize>, role: Role) -> TensorSpec {
+    TensorSpec {
+        role,
+        ..f32_spec(name.to_string(), shape)
     }
 }
 
@@ -253,7 +390,21 @@ impl Plan {
             input_width,
             levels,
             towers,
+            sequence: config.features.sequence.as_ref().map(|seq| SequencePlan {
+                item_field: seq.item_field.clone(),
+                table: embed_name(&seq.item_field),
+                query: SEQ_QUERY.to_string(),
+            }),
+            uie: uie_plan(config),
         }
+    }
+
+    /// Buckets of a categorical field.
+    pub fn buckets(&self, field: &str) -> Option<usize> {
+        self.embeddings
+            .iter()
+            .find(|(f, _, _)| f == field)
+            .map(|(_, _, b)| *b)
     }
 
     /// Every tensor the model needs, in a stable order.
@@ -263,8 +414,8 @@ impl Plan {
             out.push(f32_spec(name.clone(), vec![*buckets, self.embed_dim]));
         }
         if self.n_dense > 0 {
-            out.push(f32_spec(DENSE_MEAN.to_string(), vec![self.n_dense]));
-            out.push(f32_spec(DENSE_STD.to_string(), vec![self.n_dense]));
+            out.push(spec_with(DENSE_MEAN, vec![self.n_dense], Role::Statistic));
+            out.push(spec_with(DENSE_STD, vec![self.n_dense], Role::Statistic));
         }
         for level in &self.levels {
             for e in level.specific.iter().flatten().chain(&level.shared) {
@@ -281,8 +432,109 @@ impl Plan {
             out.push(f32_spec(tower.out_weight.clone(), vec![last, 1]));
             out.push(f32_spec(tower.out_bias.clone(), vec![1]));
         }
+        let e = self.embed_dim;
+        if let Some(seq) = &self.sequence {
+            out.push(f32_spec(seq.query.clone(), vec![e, e]));
+        }
+        if let Some(u) = &self.uie {
+            for t in [&u.user_tower, &u.item_tower] {
+                t.hidden.specs(&mut out);
+                let last = t.hidden.widths.last().copied().unwrap_or(0);
+                out.push(f32_spec(t.out_weight.clone(), vec![last, u.dim]));
+                out.push(f32_spec(t.out_bias.clone(), vec![u.dim]));
+            }
+            let table = |r: &Retrieval| spec_with(&r.table, vec![r.centres, r.width], Role::Memory);
+            if let Some(upe) = &u.upe {
+                out.push(table(&upe.retrieval));
+                upe.gen.specs(&mut out);
+            }
+            if let Some(ucbe) = &u.ucbe {
+                out.push(table(&ucbe.retrieval));
+                out.push(spec_with(
+                    &ucbe.personal,
+                    vec![ucbe.users, u.dim],
+                    Role::Memory,
+                ));
+                ucbe.gen.specs(&mut out);
+            }
+            if let Some(ucse) = &u.ucse {
+                out.push(table(&ucse.retrieval));
+                out.push(f32_spec(ucse.attn.clone(), vec![e, e]));
+                ucse.gen.specs(&mut out);
+            }
+        }
         out
     }
+}
+
+fn uie_plan(config: &Config) -> Option<UiePlan> {
+    let u = &config.uie;
+    if !u.any() {
+        return None;
+    }
+    let e = config.model.embed_dim;
+    let d = u.dim;
+    let fields = |g: Group| -> Vec<String> {
+        config
+            .fields_in_input_order()
+            .into_iter()
+            .filter(|f| f.group == g)
+            .map(|f| f.name.clone())
+            .collect()
+    };
+    let tower = |name: &str, fields: Vec<String>, hidden: &[usize]| {
+        let mut widths = vec![fields.len() * e];
+        widths.extend(hidden);
+        AuxTower {
+            fields,
+            hidden: Mlp {
+                prefix: format!("aux.{name}"),
+                widths,
+            },
+            out_weight: format!("aux.{name}.out.weight"),
+            out_bias: format!("aux.{name}.out.bias"),
+        }
+    };
+    let retrieval = |table: &str, centres: usize, width: usize, k: usize| Retrieval {
+        table: table.to_string(),
+        centres,
+        width,
+        k,
+    };
+    let gen = |module: &str, input: usize| Mlp {
+        prefix: format!("uie.{module}.gen"),
+        widths: vec![input, d],
+    };
+    Some(UiePlan {
+        dim: d,
+        user_tower: tower("user", fields(Group::User), &u.user_tower),
+        item_tower: tower("item", fields(Group::Item), &u.item_tower),
+        upe: u.upe.enabled.then(|| UpePlan {
+            retrieval: retrieval(MEMORY_UPE, u.upe.centres, d, u.upe.k),
+            gen: gen("upe", 2 * d),
+        }),
+        ucbe: u.ucbe.enabled.then(|| {
+            let user_field = u.user_field.clone().unwrap_or_default();
+            let users = config
+                .features
+                .categorical
+                .iter()
+                .find(|f| f.name == user_field)
+                .map_or(0, |f| f.buckets);
+            UcbePlan {
+                retrieval: retrieval(MEMORY_UCBE, u.ucbe.centres, d, u.ucbe.k),
+                personal: MEMORY_PERSONAL.to_string(),
+                user_field,
+                users,
+                gen: gen("ucbe", d),
+            }
+        }),
+        ucse: u.ucse.enabled.then(|| UcsePlan {
+            retrieval: retrieval(MEMORY_UCSE, u.ucse.centres, e, u.ucse.k),
+            attn: UCSE_ATTN.to_string(),
+            gen: gen("ucse", e),
+        }),
+    })
 }
 
 #[cfg(test)]
@@ -317,5 +569,66 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), n, "names are unique");
+    }
+
+    #[test]
+    fn uie_tensors_and_input_width() {
+        let config = Config::from_toml_str(crate::test_support::SMALL_UIE).expect("config");
+        let plan = Plan::new(&config);
+        let specs = plan.tensor_specs();
+        let find = |n: &str| {
+            specs
+                .iter()
+                .find(|s| s.name == n)
+                .unwrap_or_else(|| panic!("{n} missing"))
+                .clone()
+        };
+        // x = 3 fields × 4 + 1 dense + seq 4 + e_upe 6 + e_ucbe 6 + e_ucse 6.
+        assert_eq!(plan.input_width, 12 + 1 + 4 + 18);
+        assert_eq!(find("seq.query.weight").shape, vec![4, 4]);
+        assert_eq!(find("aux.user.fc0.weight").shape, vec![4, 5]);
+        assert_eq!(find("aux.user.out.weight").shape, vec![5, 6]);
+        assert_eq!(
+            find("aux.item.out.weight").shape,
+            vec![8, 6],
+            "two item fields, no hidden"
+        );
+        assert_eq!(find("memory.upe").shape, vec![7, 6]);
+        assert_eq!(find("memory.upe").role, Role::Memory);
+        assert_eq!(find("memory.ucbe").shape, vec![5, 6]);
+        assert_eq!(
+            find("memory.personal").shape,
+            vec![10, 6],
+            "one row per user bucket"
+        );
+        assert_eq!(find("memory.ucse").shape, vec![9, 4]);
+        assert_eq!(find("uie.upe.gen.fc0.weight").shape, vec![12, 6]);
+        assert_eq!(find("uie.ucbe.gen.fc0.weight").shape, vec![6, 6]);
+        assert_eq!(find("uie.ucse.attn.weight").shape, vec![4, 4]);
+        assert_eq!(find("uie.ucse.gen.fc0.weight").shape, vec![4, 6]);
+        assert_eq!(find("ple.l0.watch.expert0.fc0.weight").shape, vec![35, 8]);
+        assert_eq!(find("dense.mean").role, Role::Statistic);
+        assert_eq!(find("embed.user_id").role, Role::Parameter);
+    }
+
+    #[test]
+    fn uie_config_errors_name_the_field() {
+        let base = crate::test_support::SMALL_UIE;
+        let err = |text: String| match Config::from_toml_str(&text) {
+            Ok(_) => panic!("config should be rejected"),
+            Err(e) => e.to_string(),
+        };
+        let e = err(base.replace("centres = 7, k = 3", "centres = 2, k = 3"));
+        assert!(e.contains("uie.upe.k"), "{e}");
+        let e = err(base.replace("aux_task = \"watch\"", "aux_task = \"click\""));
+        assert!(e.contains("uie.aux_task"), "{e}");
+        let e = err(base.replace("user_field = \"user_id\"", "user_field = \"genre\""));
+        assert!(e.contains("uie.user_field"), "{e}");
+        let e = err(base.replace("item_field = \"movie_id\"", "item_field = \"user_id\""));
+        assert!(e.contains("features.sequence.item_field"), "{e}");
+        let e = err(base.replace("rho_p = 0.1", "rho_p = 0.0"));
+        assert!(e.contains("uie.ucbe.rho_p"), "{e}");
+        let e = err(base.replace("sequence = { item_field = \"movie_id\", max_len = 5 }", ""));
+        assert!(e.contains("uie.ucse"), "{e}");
     }
 }

@@ -75,6 +75,9 @@ pub enum TrainError {
     /// Training diverged.
     #[error("training diverged: {0}")]
     Diverged(String),
+    /// The config asks for a part of the model this trainer does not implement yet.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl TrainError {

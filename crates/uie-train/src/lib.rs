@@ -6,12 +6,15 @@
 //!   [`predict`] (the parity oracle) and [`evaluate`].
 //! - [`metrics`]: ROC AUC and logloss.
 //! - [`train`](mod@train): Adam, the epoch loop, early stopping, checkpoints and resume.
+//! - [`uie`]: host-side UIE math (§4–§5): retrieval, stream clustering, personalised memory.
 
 pub mod data;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod report;
 pub mod train;
+pub mod uie;
 
 pub use data::{Dataset, Splits};
 pub use error::TrainError;

@@ -4,12 +4,14 @@
 //! uie-train train --config models/census-ple.toml --out out/census [--seed N] [--epochs N]
 //!                 [--resume out/census/last] [--data-root .] [--quiet]
 //! uie-train eval --checkpoint out/census/best [--data-root .]
+//! uie-train prepare --config models/movielens-uie.toml [--data-root .]
 //! ```
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use uie_model::config::DataKind;
 use uie_model::{Checkpoint, Config};
 use uie_train::{eval_checkpoint, train, TrainOptions};
 
@@ -54,6 +56,15 @@ enum Command {
         /// Checkpoint directory.
         #[arg(long)]
         checkpoint: PathBuf,
+        /// Directory relative data paths are resolved against.
+        #[arg(long, default_value = ".")]
+        data_root: PathBuf,
+    },
+    /// Prepare the MovieLens data of a config (Protocol B) and print its statistics.
+    Prepare {
+        /// Model config (TOML) with `data.kind = "movielens"`.
+        #[arg(long)]
+        config: PathBuf,
         /// Directory relative data paths are resolved against.
         #[arg(long, default_value = ".")]
         data_root: PathBuf,
@@ -104,6 +115,19 @@ fn main() -> anyhow::Result<()> {
             for m in metrics {
                 println!("test {m}");
             }
+        }
+        Command::Prepare { config, data_root } => {
+            let cfg = Config::load(&config)
+                .with_context(|| format!("loading config {}", config.display()))?;
+            if cfg.data.kind != DataKind::Movielens {
+                anyhow::bail!(
+                    "{}: prepare reads MovieLens data only (data.kind = \"movielens\")",
+                    config.display()
+                );
+            }
+            let (_, report) = uie_train::data::movielens::prepare(&cfg, &data_root)
+                .context("preparing the data failed")?;
+            println!("{report}");
         }
     }
     Ok(())

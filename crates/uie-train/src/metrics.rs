@@ -7,7 +7,7 @@ use crate::error::TrainError;
 pub const LOGLOSS_EPS: f64 = 1e-7;
 
 /// Metrics of one task.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskMetrics {
     /// Task name.
     pub task: String,
@@ -85,6 +85,39 @@ pub fn logloss(probs: &[f32], labels: &[f32]) -> Option<f64> {
         })
         .sum();
     Some(sum / probs.len() as f64)
+}
+
+/// GAUC of task `k` from row-major `[n, t]` probabilities and labels: the AUC of each user's rows,
+/// averaged with the user's row count as weight; users whose labels for the task are all equal are
+/// skipped. Returns the GAUC (`None` when no user counts) and the number of users that counted.
+pub fn gauc(
+    users: &[i64],
+    probs: &[f32],
+    labels: &[f32],
+    t: usize,
+    k: usize,
+) -> (Option<f64>, usize) {
+    let mut rows_of: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
+    for (r, &u) in users.iter().enumerate() {
+        rows_of.entry(u).or_default().push(r);
+    }
+    let (mut sum, mut weight, mut counted) = (0f64, 0f64, 0usize);
+    for rows in rows_of.values() {
+        let p: Vec<f32> = rows
+            .iter()
+            .filter_map(|&r| probs.get(r * t + k).copied())
+            .collect();
+        let y: Vec<f32> = rows
+            .iter()
+            .filter_map(|&r| labels.get(r * t + k).copied())
+            .collect();
+        if let Some(a) = auc(&p, &y) {
+            sum += a * rows.len() as f64;
+            weight += rows.len() as f64;
+            counted += 1;
+        }
+    }
+    ((counted > 0).then(|| sum / weight), counted)
 }
 
 /// Metrics per task from row-major `[n, T]` probabilities and labels.
@@ -182,5 +215,22 @@ mod tests {
         assert_eq!(m[0].n, 3);
         assert!((mean_auc(&m) - 1.0).abs() < 1e-12);
         assert!(per_task(&["a", "b"], &probs[..5], &labels[..5]).is_err());
+    }
+
+    #[test]
+    fn gauc_weights_users_by_rows_and_skips_one_class_users() {
+        // Two tasks; task 1 is scored. User 1: 4 rows, AUC 0.75. User 2: 2 rows, AUC 0.
+        // User 3: all negatives, skipped.
+        let users = [1, 1, 1, 1, 2, 2, 3, 3];
+        let scores = [0.9, 0.8, 0.3, 0.5, 0.2, 0.7, 0.1, 0.4];
+        let ys = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0];
+        let probs: Vec<f32> = scores.iter().flat_map(|&s| [0.5, s]).collect();
+        let labels: Vec<f32> = ys.iter().flat_map(|&y| [1.0, y]).collect();
+        let (g, counted) = gauc(&users, &probs, &labels, 2, 1);
+        assert_eq!(counted, 2);
+        let expected = (0.75 * 4.0 + 0.0 * 2.0) / 6.0;
+        assert!((g.expect("gauc") - expected).abs() < 1e-12);
+        // Task 0 has one class only for everyone.
+        assert_eq!(gauc(&users, &probs, &labels, 2, 0), (None, 0));
     }
 }

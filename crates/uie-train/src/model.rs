@@ -511,11 +511,29 @@ pub fn dense_stats(dense: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
 /// config order. The same code as training (there is nothing training-only in the model).
 pub fn predict(checkpoint: &Checkpoint, batch: &RawBatch) -> Result<Vec<f32>, TrainError> {
     let config = &checkpoint.config;
+    check_supported(config)?;
     batch.check(config)?;
     uie_model::checkpoint::validate_weights(config, &checkpoint.weights)?;
     let plan = Plan::new(config);
     let p = DeviceParams::new(&Cpu::default(), &plan, &checkpoint.weights)?;
     probs_on(&p, &plan, batch)
+}
+
+/// Refuses the parts of the config this trainer does not implement yet (the behaviour sequence
+/// and the UIE modules) instead of silently training a different model.
+pub fn check_supported(config: &Config) -> Result<(), TrainError> {
+    if config.features.sequence.is_some() {
+        return Err(TrainError::Unsupported(
+            "features.sequence: the behaviour sequence is not implemented by this trainer yet"
+                .into(),
+        ));
+    }
+    if config.uie.any() {
+        return Err(TrainError::Unsupported(
+            "[uie]: the UIE modules are not implemented by this trainer yet".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// AUC and logloss per task of a checkpoint on a data set.
@@ -592,6 +610,7 @@ weight = 0.5
                 ("user_id".to_string(), vec![3, -7, i64::MIN, 4, 1 << 40]),
             ]),
             dense: vec![1.0, 20.0, -3.0, 15.0, 2.5, 0.0, 4.0, 33.0, 0.0, -10.0],
+            history: None,
         }
     }
 
@@ -780,6 +799,7 @@ weight = 0.5
         Dataset {
             batch: tiny_batch(),
             labels: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0],
+            ..Dataset::default()
         }
     }
 

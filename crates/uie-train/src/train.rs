@@ -21,7 +21,7 @@ use uie_model::checkpoint::{from_safetensors, to_safetensors, FORMAT_VERSION};
 use uie_model::config::DataKind;
 use uie_model::{Checkpoint, CheckpointMeta, Config, Plan, Tensor, TensorMap};
 
-use crate::data::{census, Dataset, Splits};
+use crate::data::{census, movielens, Dataset, Splits};
 use crate::error::TrainError;
 use crate::metrics::{self, TaskMetrics};
 use crate::model::{self, evaluate, predict, DeviceParams};
@@ -284,6 +284,7 @@ fn model_sections_equal(a: &Config, b: &Config) -> Result<(), String> {
 pub fn load_data(config: &Config, opts: &TrainOptions) -> Result<Splits, TrainError> {
     let mut splits = match config.data.kind {
         DataKind::Census => census::load(config, &opts.data_root)?,
+        DataKind::Movielens => movielens::load(config, &opts.data_root)?,
     };
     if let Some(n) = opts.max_train_rows {
         splits.train = splits.train.head(n);
@@ -393,6 +394,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         config.train.epochs = epochs;
     }
     config.validate()?;
+    model::check_supported(&config)?;
     let loading = Instant::now();
     let splits = load_data(&config, opts)?;
     println!(

@@ -104,6 +104,7 @@ pub fn rows(config: &Config, n: usize, seed: u64) -> RawBatch {
         n,
         categorical,
         dense,
+        history: None,
     }
 }
 

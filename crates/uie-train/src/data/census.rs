@@ -230,8 +230,11 @@ pub fn parse(config: &Config, text: &str, path: &Path) -> Result<Dataset, TrainE
             n,
             categorical,
             dense: dense_values,
+            history: None,
         },
         labels,
+        users: Vec::new(),
+        past_counts: Vec::new(),
     })
 }
 
@@ -261,6 +264,7 @@ pub fn split(config: &Config, all: &Dataset) -> Result<Splits, TrainError> {
         val: all.take(&val),
         test: all.take(&test),
         collisions,
+        user_train_counts: BTreeMap::new(),
     })
 }
 
