@@ -6,12 +6,17 @@
 //!   [`predict`] (the parity oracle) and [`evaluate`].
 //! - [`metrics`]: ROC AUC and logloss.
 //! - [`train`](mod@train): Adam, the epoch loop, early stopping, checkpoints and resume.
+//! - [`report`]: epoch records, cohort/GAUC evaluation reports and their markdown tables.
+//! - [`plots`]: PNG plots of a run's epoch records.
+//! - [`ablation`]: the Protocol B ablation (four model variants × seeds, one markdown table).
 //! - [`uie`]: host-side UIE math (§4–§5): retrieval, stream clustering, personalised memory.
 
+pub mod ablation;
 pub mod data;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod plots;
 pub mod report;
 pub mod train;
 pub mod uie;

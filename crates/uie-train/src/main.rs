@@ -1,11 +1,17 @@
-//! `uie-train`: train a model from a config, or evaluate a checkpoint on its test split.
+//! `uie-train`: train a model from a config, evaluate a checkpoint on its test split, or run the
+//! Protocol B ablation.
 //!
 //! ```text
 //! uie-train train --config models/census-ple.toml --out out/census [--seed N] [--epochs N]
 //!                 [--resume out/census/last] [--data-root .] [--quiet]
 //! uie-train eval --checkpoint out/census/best [--data-root .]
 //! uie-train prepare --config models/movielens-uie.toml [--data-root .]
+//! uie-train ablation --config models/movielens-uie.toml --seeds 1,2,3 --out out/ablation
+//!                    [--data-root .] [--epochs N] [--quiet]
 //! ```
+//!
+//! `train` also draws the run's plots into `<out>/plots/`; `eval` prints, for data with history
+//! cohorts (MovieLens), the test metrics per cohort and GAUC as markdown.
 
 use std::path::PathBuf;
 
@@ -13,10 +19,17 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use uie_model::config::DataKind;
 use uie_model::{Checkpoint, Config};
-use uie_train::{eval_checkpoint, train, TrainOptions};
+use uie_train::ablation::{self, AblationOptions};
+use uie_train::report::{cohort_table, eval_report};
+use uie_train::train::load_data;
+use uie_train::{eval_checkpoint, predict, train, TrainOptions};
 
 #[derive(Parser)]
-#[command(name = "uie-train", version, about = "Train PLE models with dfdx")]
+#[command(
+    name = "uie-train",
+    version,
+    about = "Train PLE and UIE models with dfdx"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,7 +64,8 @@ enum Command {
         #[arg(long)]
         max_train_rows: Option<usize>,
     },
-    /// Print test AUC and logloss per task of a checkpoint.
+    /// Print test AUC and logloss per task of a checkpoint (per history cohort, with GAUC, for
+    /// MovieLens).
     Eval {
         /// Checkpoint directory.
         #[arg(long)]
@@ -68,6 +82,34 @@ enum Command {
         /// Directory relative data paths are resolved against.
         #[arg(long, default_value = ".")]
         data_root: PathBuf,
+    },
+    /// Protocol B ablation: PLE, +UPE, +UPE+UCBE and full UIE per seed, into <out>/<variant>-s<seed>,
+    /// summarised in <out>/ablation.md. Completed runs are reused.
+    Ablation {
+        /// The full-UIE config (TOML); the variants switch its [uie] modules off.
+        #[arg(long)]
+        config: PathBuf,
+        /// Model seeds, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        seeds: Vec<u64>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Directory relative data paths are resolved against.
+        #[arg(long, default_value = ".")]
+        data_root: PathBuf,
+        /// Override train.epochs for every run.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+        /// Keep only the first N training rows (quick runs; do not mix with full runs in one --out).
+        #[arg(long)]
+        max_train_rows: Option<usize>,
+        /// Keep only the first N validation and test rows (quick runs; same caveat).
+        #[arg(long)]
+        max_eval_rows: Option<usize>,
     },
 }
 
@@ -96,6 +138,18 @@ fn main() -> anyhow::Result<()> {
                 max_eval_rows: None,
             };
             let report = train(&cfg, &opts).context("training failed")?;
+            if !report.history.is_empty() {
+                let dir = out.join("plots");
+                // The checkpoints are written; a plot that cannot be drawn is only reported.
+                match uie_train::plots::write_plots(&dir, &report.history) {
+                    Ok(paths) => {
+                        for p in paths {
+                            println!("plot {}", p.display());
+                        }
+                    }
+                    Err(e) => eprintln!("warning: plots not written: {e}"),
+                }
+            }
             println!(
                 "done: best epoch {} of {}, {:.1} s, {:.0} samples/s; best checkpoint {}",
                 report.best_epoch,
@@ -111,9 +165,24 @@ fn main() -> anyhow::Result<()> {
         } => {
             let ck = Checkpoint::read(&checkpoint)
                 .with_context(|| format!("reading checkpoint {}", checkpoint.display()))?;
-            let metrics = eval_checkpoint(&ck, &data_root).context("evaluation failed")?;
-            for m in metrics {
-                println!("test {m}");
+            if ck.config.data.kind == DataKind::Movielens {
+                let mut opts = TrainOptions::new(".");
+                opts.data_root = data_root;
+                let splits = load_data(&ck.config, &opts).context("loading the data failed")?;
+                let probs = predict(&ck, &splits.test.batch).context("prediction failed")?;
+                let report = eval_report(&ck.config.task_names(), &probs, &splits.test)
+                    .context("evaluation failed")?;
+                println!(
+                    "test split of {} (epoch {}):\n",
+                    checkpoint.display(),
+                    ck.meta.epoch
+                );
+                print!("{}", cohort_table(&report));
+            } else {
+                let metrics = eval_checkpoint(&ck, &data_root).context("evaluation failed")?;
+                for m in metrics {
+                    println!("test {m}");
+                }
             }
         }
         Command::Prepare { config, data_root } => {
@@ -128,6 +197,33 @@ fn main() -> anyhow::Result<()> {
             let (_, report) = uie_train::data::movielens::prepare(&cfg, &data_root)
                 .context("preparing the data failed")?;
             println!("{report}");
+        }
+        Command::Ablation {
+            config,
+            seeds,
+            out,
+            data_root,
+            epochs,
+            quiet,
+            max_train_rows,
+            max_eval_rows,
+        } => {
+            let cfg = Config::load(&config)
+                .with_context(|| format!("loading config {}", config.display()))?;
+            let opts = AblationOptions {
+                config: cfg,
+                config_label: config.display().to_string(),
+                seeds,
+                out,
+                data_root,
+                epochs,
+                quiet,
+                max_train_rows,
+                max_eval_rows,
+            };
+            let report = ablation::run(&opts).context("ablation failed")?;
+            println!("\n{}", report.markdown);
+            println!("table: {}", report.table_path.display());
         }
     }
     Ok(())

@@ -3,9 +3,26 @@
 //! validation AUC, `best/` and `last/` checkpoints, resume from `last/`, and a final test
 //! evaluation whose numbers and golden rows are stored in `best/`.
 //!
-//! `last/` carries two producer-private files beside the weights: [`OPTIMIZER_FILE`] (Adam's first
-//! and second moments as safetensors, `m.<tensor>` / `v.<tensor>`) and [`STATE_FILE`] (a JSON
-//! [`TrainerState`]). Resuming from it continues bit-for-bit where the run left off.
+//! `last/` carries producer-private files beside the weights: [`OPTIMIZER_FILE`] (Adam's first
+//! and second moments as safetensors, `m.<tensor>` / `v.<tensor>`), [`STATE_FILE`] (a JSON
+//! [`TrainerState`]), with UIE [`UIE_STATE_FILE`] (every centre table's stream-clustering state:
+//! step count, last-assignment steps, ring of recent vectors; the tables themselves and `P` are
+//! weights), and [`HISTORY_FILE`] (the [`EpochRecord`]s so far, also in `best/`). Resuming from it
+//! continues bit-for-bit where the run left off.
+//!
+//! With UIE (`docs/uie-model.md` §3–§4) a run has two phases:
+//!
+//! - **Warm-up** (`uie.warmup_epochs` epochs, recorded as [`Phase::Warmup`]): each step trains the
+//!   auxiliary towers only, on `L_aux` (a separate Adam whose moments are dropped afterwards); the
+//!   main model, the centres and `P` do not move. Validation is computed and recorded but does not
+//!   count for early stopping or `best/`. During the last warm-up epoch the trainer collects the
+//!   last 4096 `sg(v_u)`, positive `sg(v_i)` and non-empty `q_u`; at its end every enabled centre
+//!   table is initialised by k-means++ on them and a fresh Adam starts the full phase. With
+//!   `warmup_epochs = 0` the tables are initialised before the first step from a tape-less pass
+//!   over the first batches of epoch 1 (see [`crate::model::stream`]).
+//! - **Full** ([`Phase::Full`]): each step minimises `Σ_k w_k · BCE_k + α_aux · L_aux`, then, after
+//!   the optimizer step, runs stream clustering on every centre table and updates `P`
+//!   ([`crate::model::stream::UieRun::step`]), with one RNG per epoch seeded from the model seed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,12 +41,18 @@ use uie_model::{Checkpoint, CheckpointMeta, Config, Plan, Tensor, TensorMap};
 use crate::data::{census, movielens, Dataset, Splits};
 use crate::error::TrainError;
 use crate::metrics::{self, TaskMetrics};
-use crate::model::{self, evaluate, predict, DeviceParams};
+use crate::model::stream::{Collected, SavedState, UieRun};
+use crate::model::{self, evaluate, predict, DeviceParams, Objective};
+use crate::report::{self, EpochRecord, Phase, TableUsage, SPARSE};
 
 /// Producer-private file of `last/` holding Adam's moments.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// Producer-private file of `last/` holding the [`TrainerState`].
 pub const STATE_FILE: &str = "trainer_state.json";
+/// Producer-private file of `last/` holding the stream-clustering state of the centre tables.
+pub const UIE_STATE_FILE: &str = "uie_state.json";
+/// Producer-private file of `best/` and `last/` holding the epoch records (JSON array).
+pub const HISTORY_FILE: &str = "history.json";
 /// Rows of the test split stored as `best/golden.safetensors`.
 pub const GOLDEN_ROWS: usize = 256;
 
@@ -87,6 +110,8 @@ pub struct TrainReport {
     pub samples_per_second: f64,
     /// Per categorical field: `(field, distinct training ids, ids sharing a bucket)`.
     pub collisions: Vec<(String, usize, usize)>,
+    /// Every epoch's record, including those before a resume.
+    pub history: Vec<EpochRecord>,
 }
 
 /// Early-stopping and schedule state, stored as JSON in `last/`.
@@ -100,8 +125,11 @@ pub struct TrainerState {
     pub best_epoch: usize,
     /// Epochs since the best score.
     pub epochs_without_improvement: usize,
-    /// Adam steps taken.
+    /// Adam steps taken (by the current phase's optimizer).
     pub adam_step: u64,
+    /// Whether the centre tables have been initialised by k-means++ (UIE only).
+    #[serde(default)]
+    pub centres_initialised: bool,
 }
 
 /// Adam (β₁ 0.9, β₂ 0.999, ε 1e-8) with bias correction, over host vectors.
@@ -305,6 +333,8 @@ struct Resumed {
     weights: TensorMap,
     adam: Adam,
     state: TrainerState,
+    uie: Option<SavedState>,
+    history: Vec<EpochRecord>,
 }
 
 fn resume_from(
@@ -330,14 +360,34 @@ fn resume_from(
             "no {OPTIMIZER_FILE}: resume needs a `last` checkpoint"
         ))
     })?;
+    // In the warm-up, the optimizer holds the towers only.
+    let in_warmup = plan.uie.is_some() && !state.centres_initialised;
+    let names = if in_warmup {
+        model::tower_tensors(plan)
+    } else {
+        model::trainable(plan)
+    };
     let adam = Adam::from_bytes(
         config.train.learning_rate,
         state.adam_step,
         opt_bytes,
-        &model::trainable(plan),
+        &names,
         &ck.weights,
         &dir.join(OPTIMIZER_FILE),
     )?;
+    let uie = match (&plan.uie, ck.extra.get(UIE_STATE_FILE)) {
+        (None, _) => None,
+        (Some(_), None) => return Err(err(format!("no {UIE_STATE_FILE}: the run has UIE tables"))),
+        (Some(_), Some(bytes)) => Some(
+            serde_json::from_slice::<SavedState>(bytes)
+                .map_err(|e| err(format!("{UIE_STATE_FILE} is unreadable: {e}")))?,
+        ),
+    };
+    let history: Vec<EpochRecord> = match ck.extra.get(HISTORY_FILE) {
+        Some(bytes) => serde_json::from_slice(bytes)
+            .map_err(|e| err(format!("{HISTORY_FILE} is unreadable: {e}")))?,
+        None => Vec::new(),
+    };
     // The best checkpoint of the interrupted run lives beside `last`.
     let best_dir = dir
         .parent()
@@ -367,6 +417,8 @@ fn resume_from(
         weights: ck.weights,
         adam,
         state,
+        uie,
+        history,
     })
 }
 
@@ -382,6 +434,48 @@ fn progress(steps: usize, epoch: usize, quiet: bool) -> ProgressBar {
     }
     pb.set_prefix(epoch.to_string());
     pb
+}
+
+fn json<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>, TrainError> {
+    serde_json::to_vec_pretty(value)
+        .map_err(|e| TrainError::Diverged(format!("cannot serialise {what}: {e}")))
+}
+
+/// Seeds of the per-epoch stream-clustering RNG and of the centre initialisation.
+const CLUSTER_SEED: u64 = 0x5EED_C1A5_7E25_0001;
+const INIT_SEED: u64 = 0x5EED_C1A5_7E25_0002;
+
+fn print_epoch(record: &EpochRecord, score: f64, warmup: bool, task_names: &[&str]) {
+    let phase = if warmup { " (warm-up)" } else { "" };
+    let aux = record
+        .aux_loss
+        .map(|a| format!(", aux loss {a:.5}"))
+        .unwrap_or_default();
+    println!(
+        "epoch {}{phase}: train loss {:.5}{aux}, mean val auc {score:.5}",
+        record.epoch, record.train_loss
+    );
+    for m in &record.val.overall {
+        println!("  val {m}");
+    }
+    if let Some(sparse) = record.val.cohorts.iter().find(|c| c.cohort == SPARSE) {
+        let parts: Vec<String> = sparse
+            .tasks
+            .iter()
+            .zip(task_names)
+            .map(|(m, t)| match m.auc {
+                Some(a) => format!("{t} auc {a:.5}"),
+                None => format!("{t} auc -"),
+            })
+            .collect();
+        println!("  val sparse ({} rows): {}", sparse.rows, parts.join(", "));
+    }
+    for t in &record.tables {
+        println!(
+            "  table {}: {}/{} centres used, entropy {:.3}, {} reseeded",
+            t.table, t.used, t.centres, t.entropy, t.reseeded
+        );
+    }
 }
 
 /// Trains the model a config describes and writes `<out>/best` and `<out>/last`.
@@ -412,8 +506,13 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
     let task_names = config.task_names();
     let best_dir = opts.out.join("best");
     let last_dir = opts.out.join("last");
+    let warmup_epochs = if plan.uie.is_some() {
+        config.uie.warmup_epochs
+    } else {
+        0
+    };
 
-    let (mut weights, mut adam, mut state) = match &opts.resume {
+    let (mut weights, mut adam, mut state, saved, mut history) = match &opts.resume {
         Some(dir) => {
             let r = resume_from(&config, &plan, dir, &opts.out)?;
             println!(
@@ -421,7 +520,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
                 dir.display(),
                 r.state.epoch
             );
-            (r.weights, r.adam, r.state)
+            (r.weights, r.adam, r.state, r.uie, r.history)
         }
         None => (
             model::init_weights(&config, &splits.train.batch.dense, config.train.seed),
@@ -432,9 +531,16 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
                 best_epoch: 0,
                 epochs_without_improvement: 0,
                 adam_step: 0,
+                centres_initialised: false,
             },
+            None,
+            Vec::new(),
         ),
     };
+    let mut uie = UieRun::new(&config, &plan, &weights, saved.as_ref())?;
+    let train_counts = splits.train_counts_of(&splits.train);
+    let (uie_d, embed_d) = (config.uie.dim, config.model.embed_dim);
+    let towers = model::tower_tensors(&plan);
 
     let started = Instant::now();
     let mut step_seconds = 0f64;
@@ -445,61 +551,133 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         && state.epochs_without_improvement < config.train.patience
     {
         let epoch = state.epoch + 1;
+        let epoch_started = Instant::now();
+        let warmup = uie.is_some() && epoch <= warmup_epochs;
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(
             config.train.seed,
             epoch,
         )));
+        let mut cluster_rng =
+            StdRng::seed_from_u64(epoch_seed(config.train.seed ^ CLUSTER_SEED, epoch));
+        if let Some(run) = uie
+            .as_mut()
+            .filter(|_| !warmup && !state.centres_initialised)
+        {
+            // No warm-up: initialise the centres from the first batches, before any step.
+            let params = DeviceParams::new(&dev, &plan, &weights)?;
+            let mut collected = Collected::new(uie_d, embed_d);
+            for rows in order.chunks(batch_size) {
+                if collected.full() {
+                    break;
+                }
+                let batch = train.take(rows);
+                let side = model::side_values(&params, &plan, &batch.batch)?;
+                collected.push(&side, &run.positives(&batch));
+            }
+            let mut rng = StdRng::seed_from_u64(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
+            run.init_centres(&collected, &mut rng, &mut weights)?;
+            state.centres_initialised = true;
+        }
+        let collect = warmup && epoch == warmup_epochs;
+        let mut collected = Collected::new(uie_d, embed_d);
+        let objective = if warmup {
+            Objective::Aux
+        } else {
+            Objective::Total
+        };
         let steps = order.len().div_ceil(batch_size);
         let pb = progress(steps, epoch, opts.quiet);
         let mut loss_sum = 0f64;
+        let mut aux_sum = 0f64;
+        let mut aux_steps = 0usize;
         for (i, rows) in order.chunks(batch_size).enumerate() {
             let t0 = Instant::now();
             let batch = train.take(rows);
-            let (loss, grads) = model::loss_and_gradients(&dev, &config, &plan, &weights, &batch)?;
-            adam.update(&mut weights, &grads)?;
+            let mut r = model::train_step(&dev, &config, &plan, &weights, &batch, objective)?;
+            if warmup {
+                r.grads.retain(|name, _| towers.contains(name));
+            }
+            adam.update(&mut weights, &r.grads)?;
+            if let Some(run) = uie.as_mut() {
+                if collect {
+                    collected.push(&r.side, &run.positives(&batch));
+                } else if !warmup {
+                    let counts: Vec<u64> = rows
+                        .iter()
+                        .map(|&row| train_counts.get(row).copied().unwrap_or(0))
+                        .collect();
+                    run.step(&batch, &counts, &r.side, &mut cluster_rng, &mut weights)?;
+                }
+            }
             step_seconds += t0.elapsed().as_secs_f64();
             samples += rows.len();
-            loss_sum += f64::from(loss);
+            loss_sum += f64::from(r.loss);
+            if let Some(a) = r.aux_loss {
+                aux_sum += f64::from(a);
+                aux_steps += 1;
+            }
             pb.inc(1);
             pb.set_message(format!("loss {:.4}", loss_sum / (i + 1) as f64));
         }
         pb.finish_and_clear();
         let train_loss = loss_sum / steps.max(1) as f64;
+        if collect {
+            if let Some(run) = uie.as_mut() {
+                let mut rng =
+                    StdRng::seed_from_u64(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
+                run.init_centres(&collected, &mut rng, &mut weights)?;
+                state.centres_initialised = true;
+                // The full phase starts with a fresh optimizer over every trainable tensor.
+                adam = Adam::new(config.train.learning_rate);
+            }
+        }
+        let tables: Vec<TableUsage> = uie.as_mut().map(UieRun::usage).unwrap_or_default();
 
         let params = DeviceParams::new(&dev, &plan, &weights)?;
         let probs = model::probs_on(&params, &plan, &splits.val.batch)?;
-        let val = metrics::per_task(&task_names, &probs, &splits.val.labels)?;
-        let score = metrics::mean_auc(&val);
-        println!("epoch {epoch}: train loss {train_loss:.5}, mean val auc {score:.5}");
-        for m in &val {
-            println!("  val {m}");
-        }
+        let val = report::eval_report(&task_names, &probs, &splits.val)?;
+        let score = metrics::mean_auc(&val.overall);
+        let record = EpochRecord {
+            epoch,
+            phase: if warmup { Phase::Warmup } else { Phase::Full },
+            train_loss,
+            aux_loss: (aux_steps > 0).then(|| aux_sum / aux_steps as f64),
+            val,
+            tables,
+            seconds: epoch_started.elapsed().as_secs_f64(),
+        };
+        print_epoch(&record, score, warmup, &task_names);
+        let mut metrics = metric_map("val", &record.val.overall);
+        metrics.insert("train_loss".into(), train_loss);
+        history.push(record);
         state.epoch = epoch;
         state.adam_step = adam.step;
-        let mut metrics = metric_map("val", &val);
-        metrics.insert("train_loss".into(), train_loss);
-        if state.best_score.is_none_or(|b| score > b) {
-            state.best_score = Some(score);
-            state.best_epoch = epoch;
-            state.epochs_without_improvement = 0;
-            Checkpoint {
-                config: config.clone(),
-                weights: weights.clone(),
-                meta: meta(epoch, metrics.clone()),
-                golden: None,
-                extra: BTreeMap::new(),
+        if !warmup {
+            if state.best_score.is_none_or(|b| score > b) {
+                state.best_score = Some(score);
+                state.best_epoch = epoch;
+                state.epochs_without_improvement = 0;
+                Checkpoint {
+                    config: config.clone(),
+                    weights: weights.clone(),
+                    meta: meta(epoch, metrics.clone()),
+                    golden: None,
+                    extra: BTreeMap::from([(HISTORY_FILE.to_string(), json(&history, "history")?)]),
+                }
+                .write(&best_dir)?;
+            } else {
+                state.epochs_without_improvement += 1;
             }
-            .write(&best_dir)?;
-        } else {
-            state.epochs_without_improvement += 1;
         }
-        let state_json = serde_json::to_vec_pretty(&state)
-            .map_err(|e| TrainError::Diverged(format!("cannot serialise trainer state: {e}")))?;
-        let extra = BTreeMap::from([
+        let mut extra = BTreeMap::from([
             (OPTIMIZER_FILE.to_string(), adam.to_bytes(&weights)?),
-            (STATE_FILE.to_string(), state_json),
+            (STATE_FILE.to_string(), json(&state, "trainer state")?),
+            (HISTORY_FILE.to_string(), json(&history, "history")?),
         ]);
+        if let Some(run) = &uie {
+            extra.insert(UIE_STATE_FILE.to_string(), json(&run.saved(), "UIE state")?);
+        }
         Checkpoint {
             config: config.clone(),
             weights: weights.clone(),
@@ -522,6 +700,17 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         0.0
     };
 
+    if state.best_score.is_none() {
+        // Only warm-up epochs ran: `best/` is the last state.
+        Checkpoint {
+            config: config.clone(),
+            weights: weights.clone(),
+            meta: meta(state.epoch, BTreeMap::new()),
+            golden: None,
+            extra: BTreeMap::new(),
+        }
+        .write(&best_dir)?;
+    }
     let mut best = Checkpoint::read(&best_dir)?;
     let val = evaluate(&best, &splits.val)?;
     let test = evaluate(&best, &splits.test)?;
@@ -537,7 +726,9 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
     let golden: Dataset = splits.test.head(GOLDEN_ROWS);
     let probs = predict(&best, &golden.batch)?;
     best.golden = Some(golden.batch.to_golden(&best.config, &probs));
+    best.extra = BTreeMap::from([(HISTORY_FILE.to_string(), json(&history, "history")?)]);
     best.write(&best_dir)?;
+    crate::plots::write_plots(&best_dir, &history)?;
     Ok(TrainReport {
         best_epoch: best.meta.epoch,
         epochs_completed: state.epoch,
@@ -546,6 +737,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         train_seconds,
         samples_per_second,
         collisions: splits.collisions,
+        history,
     })
 }
 
@@ -678,6 +870,78 @@ mod tests {
         assert_eq!(predict(&best, &rows).expect("predict"), probs);
         let test = eval_checkpoint(&best, &root()).expect("eval");
         assert_eq!(test.len(), 2);
+    }
+
+    #[test]
+    fn uie_resume_keeps_every_table() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut config =
+            Config::load(&root().join("models/movielens-uie.toml")).expect("movielens config");
+        config.train.batch_size = 128;
+        config.train.patience = 10;
+        config.uie.warmup_epochs = 1;
+        // Reseeding within the run, so the saved rings matter.
+        config.uie.clustering.reseed_after = 3;
+        let o = |out: &Path, epochs: usize| TrainOptions {
+            max_train_rows: Some(1200),
+            max_eval_rows: Some(400),
+            ..opts(out, epochs)
+        };
+        let straight = tmp.path().join("straight");
+        let split = tmp.path().join("split");
+        let a = train(&config, &o(&straight, 3)).expect("3 epochs");
+        train(&config, &o(&split, 2)).expect("2 epochs");
+        let mut resumed = o(&split, 3);
+        resumed.resume = Some(split.join("last"));
+        let b = train(&config, &resumed).expect("resume 1 more");
+        assert_eq!(b.epochs_completed, 3);
+        assert_eq!(a.history.len(), 3);
+        assert_eq!(b.history.len(), 3);
+        assert_eq!(a.history[0].phase, Phase::Warmup);
+        assert_eq!(a.history[2].phase, Phase::Full);
+        assert_eq!(a.history[2].tables, b.history[2].tables);
+        assert!(
+            a.history[2].tables.iter().all(|t| t.used > 0),
+            "{:?}",
+            a.history[2].tables
+        );
+
+        let la = Checkpoint::read(&straight.join("last")).expect("a/last");
+        let lb = Checkpoint::read(&split.join("last")).expect("b/last");
+        let fresh = model::init_weights(&la.config, &[], 11);
+        for name in [
+            "memory.upe",
+            "memory.ucbe",
+            "memory.ucse",
+            "memory.personal",
+        ] {
+            assert!(
+                max_diff(
+                    &TensorMap::from([(name.to_string(), la.weights[name].clone())]),
+                    &TensorMap::from([(name.to_string(), fresh[name].clone())])
+                ) > 1e-3,
+                "{name} never moved"
+            );
+        }
+        assert!(max_diff(&la.weights, &lb.weights) <= 1e-6);
+        assert_eq!(la.extra[UIE_STATE_FILE], lb.extra[UIE_STATE_FILE]);
+        assert_eq!(la.extra[STATE_FILE], lb.extra[STATE_FILE]);
+        assert_eq!(a.test, b.test);
+
+        // best/ has the history and golden rows (with the sequence) that predict reproduces.
+        let best = Checkpoint::read(&split.join("best")).expect("best");
+        let history: Vec<EpochRecord> =
+            serde_json::from_slice(&best.extra[HISTORY_FILE]).expect("history");
+        // (serde_json's float parsing is not bit-exact: compare what is not a float.)
+        assert_eq!(history.len(), b.history.len());
+        for (h, r) in history.iter().zip(&b.history) {
+            assert_eq!((h.epoch, h.phase), (r.epoch, r.phase));
+            assert_eq!(h.val.overall.len(), r.val.overall.len());
+        }
+        let golden = best.golden.as_ref().expect("golden");
+        let (rows, probs) = uie_model::RawBatch::from_golden(&best.config, golden).expect("rows");
+        assert!(rows.history.is_some());
+        assert_eq!(predict(&best, &rows).expect("predict"), probs);
     }
 
     #[test]

@@ -457,6 +457,22 @@ impl Ring {
     }
 }
 
+/// What [`StreamClusterer::state`] saves beyond the table and the settings: enough to continue
+/// exactly where a run left off (the epoch histogram is not saved: runs stop at epoch ends).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClustererState {
+    /// Steps taken.
+    pub step: u64,
+    /// Per centre, the step of its last assignment.
+    pub last_assigned: Vec<u64>,
+    /// Vectors held by the ring of recent vectors.
+    pub ring_len: usize,
+    /// The ring's next overwrite position (once full).
+    pub ring_next: usize,
+    /// The ring's values, row-major, `ring_len` rows.
+    pub ring: Vec<f32>,
+}
+
 /// The stream-clustering state of one centre table: the table, the step counter, the step of each
 /// centre's last assignment, the epoch histogram and the ring of recent vectors.
 #[derive(Debug, Clone)]
@@ -610,6 +626,46 @@ impl StreamClusterer {
             assignments,
             reseeded,
         })
+    }
+
+    /// The resumable state (see [`ClustererState`]).
+    pub fn state(&self) -> ClustererState {
+        ClustererState {
+            step: self.step,
+            last_assigned: self.last_assigned.clone(),
+            ring_len: self.ring.len,
+            ring_next: self.ring.next,
+            ring: self.ring.data.clone(),
+        }
+    }
+
+    /// A clusterer continuing from a saved [`ClustererState`] on `table`; errors when the state
+    /// does not fit the table or the settings.
+    pub fn restore(
+        table: Table,
+        config: ClusterConfig,
+        state: ClustererState,
+    ) -> Result<Self, UieError> {
+        let mut c = StreamClusterer::new(table, config)?;
+        let w = c.table.width();
+        let ok = state.last_assigned.len() == c.table.rows()
+            && state.last_assigned.iter().all(|&s| s <= state.step)
+            && state.ring_len <= c.config.ring_capacity
+            && state.ring.len() == state.ring_len * w
+            && (state.ring_next < state.ring_len.max(1));
+        if !ok {
+            return Err(UieError::shape(
+                "clustering state",
+                "does not fit the table or the ring capacity",
+            ));
+        }
+        check_finite("clustering state ring", &state.ring)?;
+        c.step = state.step;
+        c.last_assigned = state.last_assigned;
+        c.ring.len = state.ring_len;
+        c.ring.next = state.ring_next;
+        c.ring.data = state.ring;
+        Ok(c)
     }
 
     /// Diagnostics of the current epoch's histogram.

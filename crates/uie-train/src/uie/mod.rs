@@ -21,8 +21,8 @@ pub mod retrieval;
 
 pub use clustering::{
     assign, balanced_sample, histogram_diagnostics, kmeans_pp_indices, kmeans_pp_init,
-    softmax_ce_loss, update_mean, update_softmax_ce, ActivityBuckets, ClusterConfig, Diagnostics,
-    StepReport, StreamClusterer, UpdateRule,
+    softmax_ce_loss, update_mean, update_softmax_ce, ActivityBuckets, ClusterConfig,
+    ClustererState, Diagnostics, StepReport, StreamClusterer, UpdateRule,
 };
 pub use memory::{MemoryConfig, MemoryUpdateReport, PersonalMemory};
 pub use retrieval::{retrieve, Retrieval};
