@@ -32,7 +32,7 @@ pub fn evaluate(
             .map(|(_, t)| t)
             .ok_or_else(|| bad("missing".into()))?;
         let ty = graph.type_of(id)?;
-        if t.dtype() != ty.dtype || t.shape.len() != ty.shape.len() {
+        if crate::ir::Dtype::from(t.dtype()) != ty.dtype || t.shape.len() != ty.shape.len() {
             return Err(bad(format!(
                 "expected {ty}, got {}{:?}",
                 t.dtype(),

@@ -18,6 +18,7 @@ pub mod ir;
 pub mod lower;
 pub mod onnx;
 pub mod ops;
+pub mod passes;
 pub mod pipeline;
 pub mod verify;
 

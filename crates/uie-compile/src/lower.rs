@@ -12,17 +12,38 @@
 //! are `<tensor prefix>/<OpType>` (e.g. `ple.l0.income.expert1.fc0/MatMul`), value names
 //! `<tensor prefix>.<step>`; weights keep their checkpoint names as initializer names.
 //!
-//! Seams for the UIE modules (`uie-model.md` §2–§5): their sub-graphs (behaviour-sequence
-//! attention, retrieval over memory tables, enhancement vectors) become further [`InputPart`]s of
-//! the backbone input, lowered in [`Lowerer::backbone_input`]; until then a config enabling one is
-//! refused with [`CompileError::Unsupported`].
+//! The behaviour sequence and the UIE modules (`uie-model.md` §2–§5) are further [`InputPart`]s
+//! of the backbone input, each a named sub-graph with exactly the trainer's formulas (the module
+//! doc of `uie-train`'s `model.rs`):
+//!
+//! ```text
+//! seq/…      rows = hist_items mod H_item; H = Gather(E_item, rows) [N,L,d_e]
+//!            m = Cast(Less(CumSum_excl(ones[N,L]), hist_len[N,1]))            (j < hist_len)
+//!            s = ReduceSum_2(H · Unsqueeze(e_item·W_q, 1)) · 1/sqrt(d_e)
+//!            a = Softmax(s·m + (m − 1)·1e9) · m;  seq = ReduceSum_1(Unsqueeze(a, 2) · H)
+//! aux.user…  v_u = T_u(concat(user-field embeddings))
+//! R(q, M, K) s = q · Mᵀ (Mᵀ a compile-time initializer); s_k, i_k = TopK(s, K)
+//!            keep = Cast(Greater(s_k, 0)); a = Softmax(s_k·keep + (keep − 1)·1e9) · keep
+//!            r = ReduceSum_1(Unsqueeze(a, 2) · Gather(M, i_k))
+//! uie.upe/…  e_upe = G_upe(concat(R(v_u, M_upe, K1), v_u))
+//! uie.ucbe/… e_ucbe = G_ucbe(Gather(P, user_id mod H_user))
+//! uie.ucse/… q_u = ReduceSum_1(H · Unsqueeze(m, 2)) / Max(hist_len, 1); i_k, keep from R(q_u, …)
+//!            C = Gather(M_ucse, i_k); t = e_item · W_t; b = masked softmax of
+//!            ReduceSum_2(C · Unsqueeze(t, 1)) · 1/sqrt(d_e); e_ucse = G_ucse(ReduceSum_1(b · C))
+//! ```
+//!
+//! Every Gather index comes out of a `Mod` or a `TopK`, so it is always in range. Nodes of these
+//! sub-graphs are named `<prefix>/<step>/<OpType>` and their values `<prefix>.<step>`. With
+//! [`LowerOptions::debug_outputs`], intermediate values are also graph outputs (see
+//! [`DEBUG_OUTPUTS`]).
 
 use std::collections::BTreeMap;
 
+use uie_model::batch::{HIST_ITEMS, HIST_LEN};
 use uie_model::checkpoint::validate_weights;
 use uie_model::config::Group;
-use uie_model::schema::{Gate, Mlp, Owner, DENSE_MEAN, DENSE_STD};
-use uie_model::{Checkpoint, Plan, Tensor};
+use uie_model::schema::{Gate, Mlp, Owner, Retrieval, DENSE_MEAN, DENSE_STD};
+use uie_model::{Checkpoint, Plan, Tensor, TensorData};
 
 use crate::error::CompileError;
 use crate::ir::{Dim, Dtype, Graph, Op, TensorType, ValueId};
@@ -35,6 +56,35 @@ pub const DENSE_INPUT: &str = "dense";
 pub const PROBS_OUTPUT: &str = "probs";
 /// Version of the metadata layout (`uie.format_version`).
 pub const FORMAT_VERSION: &str = "1";
+/// The symbolic history length of `hist_items`.
+pub const HIST_DIM: &str = "L";
+/// The large negative fill of every masked softmax (`MASK_FILL` of the trainer).
+pub const MASK_FILL: f32 = 1e9;
+
+/// The extra graph outputs of [`LowerOptions::debug_outputs`], in output order (after `probs`);
+/// only those whose module is configured exist.
+pub const DEBUG_OUTPUTS: [&str; 9] = [
+    "debug.upe.indices",
+    "debug.ucse.indices",
+    "debug.upe.r",
+    "debug.ucse.pooled",
+    "debug.e_upe",
+    "debug.e_ucbe",
+    "debug.e_ucse",
+    "debug.upe.scores",
+    "debug.ucse.scores",
+];
+
+/// Options of the lowering.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LowerOptions {
+    /// Also output the intermediate UIE values of [`DEBUG_OUTPUTS`]: `debug.upe.indices` and
+    /// `debug.ucse.indices` (i64 `[N, K]`), `debug.upe.r` `[N, d]`, `debug.ucse.pooled`
+    /// `[N, d_e]`, `debug.e_upe`, `debug.e_ucbe`, `debug.e_ucse` (f32 `[N, d]`), and the full
+    /// retrieval scores `debug.upe.scores`, `debug.ucse.scores` (f32 `[N, centres]`, for near-tie
+    /// diagnostics).
+    pub debug_outputs: bool,
+}
 
 /// One slice of the backbone input `x`, in concatenation order (`uie-model.md` §6).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +93,14 @@ pub enum InputPart {
     Embedding(String),
     /// The normalised dense features.
     Dense,
-    // UIE seam: `Sequence` (behaviour-sequence attention), `Upe`, `Ucbe`, `Ucse` (retrieval over
-    // memory tables + generalization layers) slot in here, in the order of §6.
+    /// The behaviour-sequence pooling `seq` (§2).
+    Sequence,
+    /// `e_upe` (§5).
+    Upe,
+    /// `e_ucbe` (§5).
+    Ucbe,
+    /// `e_ucse` (§5).
+    Ucse,
 }
 
 /// The backbone input layout of a config, in concatenation order.
@@ -56,6 +112,20 @@ pub fn input_parts(plan: &Plan) -> Vec<InputPart> {
         .collect();
     if plan.n_dense > 0 {
         parts.push(InputPart::Dense);
+    }
+    if plan.sequence.is_some() {
+        parts.push(InputPart::Sequence);
+    }
+    if let Some(u) = &plan.uie {
+        if u.upe.is_some() {
+            parts.push(InputPart::Upe);
+        }
+        if u.ucbe.is_some() {
+            parts.push(InputPart::Ucbe);
+        }
+        if u.ucse.is_some() {
+            parts.push(InputPart::Ucse);
+        }
     }
     parts
 }
@@ -96,6 +166,15 @@ pub fn metadata(checkpoint: &Checkpoint) -> Result<BTreeMap<String, String>, Com
         })
         .collect();
     let dense: Vec<String> = config.features.dense.iter().map(|d| json_str(d)).collect();
+    let sequence = match &config.features.sequence {
+        Some(seq) => format!(
+            ",\"sequence\":{{\"item_field\":{},\"inputs\":[{},{}]}}",
+            json_str(&seq.item_field),
+            json_str(HIST_ITEMS),
+            json_str(HIST_LEN)
+        ),
+        None => String::new(),
+    };
     Ok(BTreeMap::from([
         ("uie.format_version".to_string(), FORMAT_VERSION.to_string()),
         ("uie.model_name".to_string(), config.model.name.clone()),
@@ -103,7 +182,7 @@ pub fn metadata(checkpoint: &Checkpoint) -> Result<BTreeMap<String, String>, Com
         (
             "uie.schema".to_string(),
             format!(
-                "{{\"categorical\":[{}],\"dense\":[{}]}}",
+                "{{\"categorical\":[{}],\"dense\":[{}]{sequence}}}",
                 cats.join(","),
                 dense.join(",")
             ),
@@ -118,19 +197,14 @@ pub fn metadata(checkpoint: &Checkpoint) -> Result<BTreeMap<String, String>, Com
 /// Lowers a checkpoint (validated again here, so an in-memory one is checked too) into a graph.
 /// Output types are not filled in: run [`Graph::infer_shapes`].
 pub fn lower(checkpoint: &Checkpoint) -> Result<Graph, CompileError> {
+    lower_with(checkpoint, LowerOptions::default())
+}
+
+/// [`lower`] with options.
+pub fn lower_with(checkpoint: &Checkpoint, options: LowerOptions) -> Result<Graph, CompileError> {
     let config = &checkpoint.config;
     config.validate()?;
     validate_weights(config, &checkpoint.weights)?;
-    if config.features.sequence.is_some() {
-        return Err(CompileError::Unsupported(
-            "features.sequence is not lowered by this compiler yet".into(),
-        ));
-    }
-    if config.uie.any() {
-        return Err(CompileError::Unsupported(
-            "the [uie] modules are not lowered by this compiler yet".into(),
-        ));
-    }
     let plan = Plan::new(config);
     let mut graph = Graph::new(config.model.name.clone());
     graph.metadata = metadata(checkpoint)?;
@@ -139,11 +213,40 @@ pub fn lower(checkpoint: &Checkpoint) -> Result<Graph, CompileError> {
         checkpoint,
         plan: &plan,
         axes: BTreeMap::new(),
+        consts: BTreeMap::new(),
+        debug: Vec::new(),
     };
     let x = l.backbone_input()?;
     let probs = l.backbone(x)?;
     l.graph.add_output(probs)?;
+    if options.debug_outputs {
+        for name in DEBUG_OUTPUTS {
+            if let Some(&(_, id)) = l.debug.iter().find(|(n, _)| *n == name) {
+                l.graph.rename_value(id, name)?;
+                l.graph.add_output(id)?;
+            }
+        }
+    }
     Ok(l.graph)
+}
+
+/// `Mᵀ` of a 2-D f32 table, computed at compile time.
+fn transpose(m: &Tensor) -> Option<Tensor> {
+    let (rows, cols) = match m.shape[..] {
+        [r, c] => (r, c),
+        _ => return None,
+    };
+    let v = match &m.data {
+        TensorData::F32(v) => v,
+        TensorData::I64(_) => return None,
+    };
+    let mut out = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = v[r * cols + c];
+        }
+    }
+    Some(Tensor::f32(vec![cols, rows], out))
 }
 
 struct Lowerer<'a> {
@@ -151,6 +254,35 @@ struct Lowerer<'a> {
     checkpoint: &'a Checkpoint,
     plan: &'a Plan,
     axes: BTreeMap<Vec<i64>, ValueId>,
+    consts: BTreeMap<String, ValueId>,
+    /// Values that [`LowerOptions::debug_outputs`] exposes, by debug name.
+    debug: Vec<(&'static str, ValueId)>,
+}
+
+/// The graph values of the raw inputs and embeddings, shared by the parts of `x`.
+struct Inputs {
+    /// Field → (`row` i64 `[N]`, embedding f32 `[N, d_e]`).
+    fields: BTreeMap<String, (ValueId, ValueId)>,
+    dense: Option<ValueId>,
+    /// `hist_items`, `hist_len`.
+    history: Option<(ValueId, ValueId)>,
+}
+
+/// What the sequence sub-graph leaves for UCSE.
+struct SeqValues {
+    /// `H` `[N, L, d_e]`.
+    h: ValueId,
+    /// The history mask `[N, L]` f32.
+    mask: ValueId,
+    /// `hist_len` as f32 `[N, 1]`.
+    len: ValueId,
+}
+
+/// A retrieval's results.
+struct Retrieved {
+    indices: ValueId,
+    keep: ValueId,
+    r: Option<ValueId>,
 }
 
 fn owner_name(checkpoint: &Checkpoint, owner: Owner) -> &str {
@@ -166,14 +298,20 @@ fn owner_name(checkpoint: &Checkpoint, owner: Owner) -> &str {
 }
 
 impl Lowerer<'_> {
+    /// A checkpoint tensor as an initializer under its own name (added once, then shared).
     fn weight(&mut self, name: &str) -> Result<ValueId, CompileError> {
+        if let Some(&id) = self.consts.get(name) {
+            return Ok(id);
+        }
         let t = self.checkpoint.weights.get(name).ok_or_else(|| {
             uie_model::ModelError::MissingTensor {
                 name: name.to_string(),
                 expected: vec![],
             }
         })?;
-        self.graph.add_initializer(name, t.clone())
+        let id = self.graph.add_initializer(name, t.clone())?;
+        self.consts.insert(name.to_string(), id);
+        Ok(id)
     }
 
     /// A shared constant int64 axes initializer, `const.axes.<a>_<b>`.
@@ -226,20 +364,163 @@ impl Lowerer<'_> {
         Ok(x)
     }
 
-    /// `x = concat(parts)`, each part lowered from the raw inputs.
-    fn backbone_input(&mut self) -> Result<ValueId, CompileError> {
+    /// A named constant (cached by name): an f32 scalar or any tensor.
+    fn constant(&mut self, name: &str, t: Tensor) -> Result<ValueId, CompileError> {
+        if let Some(&id) = self.consts.get(name) {
+            return Ok(id);
+        }
+        let id = self.graph.add_initializer(name, t)?;
+        self.consts.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    /// A shared f32 scalar constant `const.f32.<label>`.
+    fn scalar(&mut self, label: &str, v: f32) -> Result<ValueId, CompileError> {
+        self.constant(&format!("const.f32.{label}"), Tensor::f32(vec![], vec![v]))
+    }
+
+    /// One node `<prefix>/<step>/<OpType>` with one output `<prefix>.<step>`.
+    fn step(
+        &mut self,
+        prefix: &str,
+        step: &str,
+        op: Op,
+        inputs: &[ValueId],
+    ) -> Result<ValueId, CompileError> {
+        let node = format!("{prefix}/{step}/{}", op.op_type());
+        let outs = self
+            .graph
+            .add_node(&node, op, inputs, &[&format!("{prefix}.{step}")])?;
+        outs.first()
+            .copied()
+            .ok_or_else(|| CompileError::InvalidGraph(format!("node {node}: no output")))
+    }
+
+    /// `softmax(s·m + (m − 1)·1e9) · m` along the last axis: rows with no valid entry give
+    /// exactly zero weights.
+    fn masked_softmax(
+        &mut self,
+        prefix: &str,
+        s: ValueId,
+        m: ValueId,
+    ) -> Result<ValueId, CompileError> {
+        let one = self.scalar("1", 1.0)?;
+        let fill = self.scalar("1e9", MASK_FILL)?;
+        let sm = self.step(prefix, "masked", Op::Mul, &[s, m])?;
+        let m1 = self.step(prefix, "mask_minus_1", Op::Sub, &[m, one])?;
+        let f = self.step(prefix, "fill", Op::Mul, &[m1, fill])?;
+        let z = self.step(prefix, "logits", Op::Add, &[sm, f])?;
+        let a = self.step(prefix, "softmax", Op::Softmax { axis: -1 }, &[z])?;
+        self.step(prefix, "weights", Op::Mul, &[a, m])
+    }
+
+    /// `Σ_k w_k · V_k`: `w` `[N, K]`, `v` `[N, K, width]` → `[N, width]`.
+    fn weighted_sum(
+        &mut self,
+        prefix: &str,
+        step: &str,
+        w: ValueId,
+        v: ValueId,
+    ) -> Result<ValueId, CompileError> {
+        let ax1 = self.axes(&[1])?;
+        let ax2 = self.axes(&[2])?;
+        let w3 = self.step(prefix, &format!("{step}_w3"), Op::Unsqueeze, &[w, ax2])?;
+        let wv = self.step(prefix, &format!("{step}_terms"), Op::Mul, &[w3, v])?;
+        self.step(prefix, step, Op::ReduceSum { keepdims: false }, &[wv, ax1])
+    }
+
+    /// `ReduceSum_2(v · Unsqueeze(q, 1)) · scale`: `v` `[N, K, w]`, `q` `[N, w]` → `[N, K]`.
+    fn scores(
+        &mut self,
+        prefix: &str,
+        v: ValueId,
+        q: ValueId,
+        scale: f32,
+    ) -> Result<ValueId, CompileError> {
+        let ax1 = self.axes(&[1])?;
+        let ax2 = self.axes(&[2])?;
+        let q3 = self.step(prefix, "query3", Op::Unsqueeze, &[q, ax1])?;
+        let prod = self.step(prefix, "products", Op::Mul, &[v, q3])?;
+        let dot = self.step(
+            prefix,
+            "dots",
+            Op::ReduceSum { keepdims: false },
+            &[prod, ax2],
+        )?;
+        let c = self.constant(&format!("{prefix}.scale"), Tensor::f32(vec![], vec![scale]))?;
+        self.step(prefix, "scores", Op::Mul, &[dot, c])
+    }
+
+    /// `R(query, M, K)` of §5 (indices and keep always; `r` when `with_r`).
+    fn retrieve(
+        &mut self,
+        prefix: &str,
+        query: ValueId,
+        ret: &Retrieval,
+        with_r: bool,
+    ) -> Result<Retrieved, CompileError> {
+        let table = self.weight(&ret.table)?;
+        let m = self.checkpoint.weights.get(&ret.table).ok_or_else(|| {
+            uie_model::ModelError::MissingTensor {
+                name: ret.table.clone(),
+                expected: vec![ret.centres, ret.width],
+            }
+        })?;
+        let transposed = transpose(m).ok_or_else(|| {
+            CompileError::InvalidGraph(format!("{}: not a 2-D f32 table", ret.table))
+        })?;
+        let mt = self.constant(&format!("{prefix}.centres_t"), transposed)?;
+        let s = self.step(prefix, "scores", Op::MatMul, &[query, mt])?;
+        match prefix {
+            "uie.upe" => self.debug.push(("debug.upe.scores", s)),
+            "uie.ucse" => self.debug.push(("debug.ucse.scores", s)),
+            _ => {}
+        }
+        let k = self.constant(
+            &format!("{prefix}.k"),
+            Tensor::i64(vec![1], vec![ret.k as i64]),
+        )?;
+        let outs = self.graph.add_node(
+            &format!("{prefix}/topk/TopK"),
+            Op::TopK,
+            &[s, k],
+            &[
+                &format!("{prefix}.top_scores"),
+                &format!("{prefix}.indices"),
+            ],
+        )?;
+        let (s_k, indices) = match outs.as_slice() {
+            [a, b] => (*a, *b),
+            _ => {
+                return Err(CompileError::InvalidGraph(format!(
+                    "{prefix}: TopK outputs"
+                )))
+            }
+        };
+        let zero = self.scalar("0", 0.0)?;
+        let kept = self.step(prefix, "kept", Op::Greater, &[s_k, zero])?;
+        let keep = self.step(prefix, "keep", Op::Cast { to: Dtype::F32 }, &[kept])?;
+        let r = if with_r {
+            let a = self.masked_softmax(prefix, s_k, keep)?;
+            let c = self.step(prefix, "centres", Op::Gather { axis: 0 }, &[table, indices])?;
+            Some(self.weighted_sum(prefix, "r", a, c)?)
+        } else {
+            None
+        };
+        Ok(Retrieved { indices, keep, r })
+    }
+
+    /// The graph inputs (categorical fields, `dense`, `hist_items`, `hist_len`, in that order) and
+    /// every field's row and embedding.
+    fn inputs(&mut self) -> Result<Inputs, CompileError> {
         let n = || Dim::Sym(BATCH.to_string());
-        // Inputs first, in contract order: categorical fields (plan order), then dense.
-        let mut ids = BTreeMap::new();
+        let mut ids = Vec::new();
         for (field, _, _) in &self.plan.embeddings {
-            let id = self.graph.add_input(
-                field,
-                TensorType {
-                    dtype: Dtype::I64,
-                    shape: vec![n()],
-                },
-            )?;
-            ids.insert(field.clone(), id);
+            let ty = TensorType {
+                dtype: Dtype::I64,
+                shape: vec![n()],
+            };
+            ids.push(self.graph.add_input(field, ty)?);
         }
         let dense = if self.plan.n_dense > 0 {
             let ty = TensorType {
@@ -250,38 +531,132 @@ impl Lowerer<'_> {
         } else {
             None
         };
+        let history = if self.plan.sequence.is_some() {
+            let items = TensorType {
+                dtype: Dtype::I64,
+                shape: vec![n(), Dim::Sym(HIST_DIM.to_string())],
+            };
+            let len = TensorType {
+                dtype: Dtype::I64,
+                shape: vec![n()],
+            };
+            Some((
+                self.graph.add_input(HIST_ITEMS, items)?,
+                self.graph.add_input(HIST_LEN, len)?,
+            ))
+        } else {
+            None
+        };
+        let mut fields = BTreeMap::new();
+        for ((field, table, buckets), id) in self.plan.embeddings.iter().zip(ids) {
+            let h = self.constant(
+                &format!("{table}.buckets"),
+                Tensor::i64(vec![], vec![*buckets as i64]),
+            )?;
+            let row = self.op(table, Op::Mod, &[id, h], "row")?;
+            let t = self.weight(table)?;
+            let v = self.op(table, Op::Gather { axis: 0 }, &[t, row], "vec")?;
+            fields.insert(field.clone(), (row, v));
+        }
+        Ok(Inputs {
+            fields,
+            dense,
+            history,
+        })
+    }
+
+    fn field(&self, inputs: &Inputs, field: &str) -> Result<(ValueId, ValueId), CompileError> {
+        inputs
+            .fields
+            .get(field)
+            .copied()
+            .ok_or_else(|| CompileError::InvalidGraph(format!("field {field} not in plan")))
+    }
+
+    /// The sequence target attention (§2): `seq` `[N, d_e]` and the values UCSE reuses.
+    fn sequence(&mut self, inputs: &Inputs) -> Result<(ValueId, SeqValues), CompileError> {
+        let seq = self
+            .plan
+            .sequence
+            .clone()
+            .ok_or_else(|| CompileError::InvalidGraph("no sequence in the plan".into()))?;
+        let (items, len) = inputs
+            .history
+            .ok_or_else(|| CompileError::InvalidGraph("sequence without inputs".into()))?;
+        let p = "seq";
+        let buckets = self.constant(
+            &format!("{}.buckets", seq.table),
+            Tensor::i64(
+                vec![],
+                vec![self.plan.buckets(&seq.item_field).unwrap_or(1) as i64],
+            ),
+        )?;
+        let rows = self.step(p, "rows", Op::Mod, &[items, buckets])?;
+        let table = self.weight(&seq.table)?;
+        let h = self.step(p, "H", Op::Gather { axis: 0 }, &[table, rows])?;
+        // m_j = 1[j < hist_len], with j from an exclusive running sum of ones (L is dynamic).
+        let zero = self.scalar("0", 0.0)?;
+        let one = self.scalar("1", 1.0)?;
+        let rows_f = self.step(p, "rows_f", Op::Cast { to: Dtype::F32 }, &[rows])?;
+        let zeros = self.step(p, "zeros", Op::Mul, &[rows_f, zero])?;
+        let ones = self.step(p, "ones", Op::Add, &[zeros, one])?;
+        let axis1 = self.constant("const.axis.1", Tensor::i64(vec![], vec![1]))?;
+        let pos = self.step(
+            p,
+            "positions",
+            Op::CumSum { exclusive: true },
+            &[ones, axis1],
+        )?;
+        let len_f = self.step(p, "len_f", Op::Cast { to: Dtype::F32 }, &[len])?;
+        let ax1 = self.axes(&[1])?;
+        let len2 = self.step(p, "len", Op::Unsqueeze, &[len_f, ax1])?;
+        let valid = self.step(p, "valid", Op::Less, &[pos, len2])?;
+        let mask = self.step(p, "mask", Op::Cast { to: Dtype::F32 }, &[valid])?;
+        // Target attention with q = e_item · W_q.
+        let (_, e_item) = self.field(inputs, &seq.item_field)?;
+        let wq = self.weight(&seq.query)?;
+        let q = self.step(p, "query", Op::MatMul, &[e_item, wq])?;
+        let scale = 1.0 / (self.plan.embed_dim as f32).sqrt();
+        let s = self.scores(p, h, q, scale)?;
+        let a = self.masked_softmax(p, s, mask)?;
+        let pooled = self.weighted_sum(p, "pooled", a, h)?;
+        Ok((pooled, SeqValues { h, mask, len: len2 }))
+    }
+
+    /// `x = concat(parts)`, each part lowered from the raw inputs.
+    fn backbone_input(&mut self) -> Result<ValueId, CompileError> {
+        let inputs = self.inputs()?;
+        let mut seq_values: Option<SeqValues> = None;
+        let mut v_u: Option<ValueId> = None;
         let mut parts = Vec::new();
         for part in input_parts(self.plan) {
             let v = match part {
-                InputPart::Embedding(field) => {
-                    let (_, table, buckets) = self
-                        .plan
-                        .embeddings
-                        .iter()
-                        .find(|(f, _, _)| *f == field)
-                        .cloned()
-                        .ok_or_else(|| {
-                            CompileError::InvalidGraph(format!("field {field} not in plan"))
-                        })?;
-                    let id = *ids.get(&field).ok_or_else(|| {
-                        CompileError::InvalidGraph(format!("input {field} missing"))
-                    })?;
-                    let h = self.graph.add_initializer(
-                        &format!("{table}.buckets"),
-                        Tensor::i64(vec![], vec![buckets as i64]),
-                    )?;
-                    let row = self.op(&table, Op::Mod, &[id, h], "row")?;
-                    let t = self.weight(&table)?;
-                    self.op(&table, Op::Gather { axis: 0 }, &[t, row], "vec")?
-                }
+                InputPart::Embedding(field) => self.field(&inputs, &field)?.1,
                 InputPart::Dense => {
-                    let d = dense.ok_or_else(|| {
+                    let d = inputs.dense.ok_or_else(|| {
                         CompileError::InvalidGraph("dense part without input".into())
                     })?;
                     let mean = self.weight(DENSE_MEAN)?;
                     let std = self.weight(DENSE_STD)?;
                     let c = self.op("dense", Op::Sub, &[d, mean], "centered")?;
                     self.op("dense", Op::Div, &[c, std], "normalized")?
+                }
+                InputPart::Sequence => {
+                    let (pooled, values) = self.sequence(&inputs)?;
+                    seq_values = Some(values);
+                    pooled
+                }
+                InputPart::Upe => {
+                    let v = self.user_vector(&inputs, &mut v_u)?;
+                    self.upe(v)?
+                }
+                InputPart::Ucbe => self.ucbe(&inputs)?,
+                InputPart::Ucse => {
+                    let values = seq_values.as_ref().ok_or_else(|| {
+                        CompileError::InvalidGraph("UCSE needs [features.sequence]".into())
+                    })?;
+                    let (h, mask, len) = (values.h, values.mask, values.len);
+                    self.ucse(&inputs, h, mask, len)?
                 }
             };
             parts.push(v);
@@ -290,6 +665,134 @@ impl Lowerer<'_> {
             [one] => Ok(*one),
             _ => self.op("input", Op::Concat { axis: 1 }, &parts, "x"),
         }
+    }
+
+    /// `v_u = T_u(concat(user-field embeddings))`, lowered once.
+    fn user_vector(
+        &mut self,
+        inputs: &Inputs,
+        cache: &mut Option<ValueId>,
+    ) -> Result<ValueId, CompileError> {
+        if let Some(v) = cache {
+            return Ok(*v);
+        }
+        let uie = self
+            .plan
+            .uie
+            .clone()
+            .ok_or_else(|| CompileError::InvalidGraph("no [uie] in the plan".into()))?;
+        let tower = &uie.user_tower;
+        let embeds = tower
+            .fields
+            .iter()
+            .map(|f| self.field(inputs, f).map(|(_, v)| v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let prefix = tower.hidden.prefix.clone();
+        let x = match embeds.as_slice() {
+            [one] => *one,
+            _ => self.op(&prefix, Op::Concat { axis: 1 }, &embeds, "input")?,
+        };
+        let h = self.mlp(&tower.hidden, x)?;
+        let out_prefix = format!("{prefix}.out");
+        let v = self.linear(&out_prefix, h, &tower.out_weight, &tower.out_bias)?;
+        *cache = Some(v);
+        Ok(v)
+    }
+
+    /// `e_upe = G_upe([R(v_u, M_upe, K1), v_u])`.
+    fn upe(&mut self, v_u: ValueId) -> Result<ValueId, CompileError> {
+        let upe = self
+            .plan
+            .uie
+            .as_ref()
+            .and_then(|u| u.upe.clone())
+            .ok_or_else(|| CompileError::InvalidGraph("no UPE in the plan".into()))?;
+        let p = "uie.upe";
+        let got = self.retrieve(p, v_u, &upe.retrieval, true)?;
+        let r = got
+            .r
+            .ok_or_else(|| CompileError::InvalidGraph("UPE retrieval without r".into()))?;
+        self.debug.push(("debug.upe.indices", got.indices));
+        self.debug.push(("debug.upe.r", r));
+        let x = self.step(p, "input", Op::Concat { axis: 1 }, &[r, v_u])?;
+        let e = self.mlp(&upe.gen, x)?;
+        self.debug.push(("debug.e_upe", e));
+        Ok(e)
+    }
+
+    /// `e_ucbe = G_ucbe(P[user_id mod H_user])`.
+    fn ucbe(&mut self, inputs: &Inputs) -> Result<ValueId, CompileError> {
+        let ucbe = self
+            .plan
+            .uie
+            .as_ref()
+            .and_then(|u| u.ucbe.clone())
+            .ok_or_else(|| CompileError::InvalidGraph("no UCBE in the plan".into()))?;
+        let (row, _) = self.field(inputs, &ucbe.user_field)?;
+        if self.plan.buckets(&ucbe.user_field) != Some(ucbe.users) {
+            return Err(CompileError::InvalidGraph(format!(
+                "{}: {} rows, but {} has other buckets",
+                ucbe.personal, ucbe.users, ucbe.user_field
+            )));
+        }
+        let table = self.weight(&ucbe.personal)?;
+        let mem = self.step("uie.ucbe", "memory", Op::Gather { axis: 0 }, &[table, row])?;
+        let e = self.mlp(&ucbe.gen, mem)?;
+        self.debug.push(("debug.e_ucbe", e));
+        Ok(e)
+    }
+
+    /// `e_ucse` (§5): retrieval by the masked history mean, target attention over the kept centres.
+    fn ucse(
+        &mut self,
+        inputs: &Inputs,
+        h: ValueId,
+        mask: ValueId,
+        len: ValueId,
+    ) -> Result<ValueId, CompileError> {
+        let ucse = self
+            .plan
+            .uie
+            .as_ref()
+            .and_then(|u| u.ucse.clone())
+            .ok_or_else(|| CompileError::InvalidGraph("no UCSE in the plan".into()))?;
+        let item_field = self
+            .plan
+            .sequence
+            .as_ref()
+            .map(|s| s.item_field.clone())
+            .ok_or_else(|| CompileError::InvalidGraph("UCSE needs a sequence".into()))?;
+        let p = "uie.ucse";
+        // q_u = Σ_{j < hist_len} H_j / max(hist_len, 1).
+        let ax1 = self.axes(&[1])?;
+        let ax2 = self.axes(&[2])?;
+        let one = self.scalar("1", 1.0)?;
+        let m3 = self.step(p, "mask3", Op::Unsqueeze, &[mask, ax2])?;
+        let hm = self.step(p, "masked_history", Op::Mul, &[h, m3])?;
+        let sum = self.step(
+            p,
+            "history_sum",
+            Op::ReduceSum { keepdims: false },
+            &[hm, ax1],
+        )?;
+        let count = self.step(p, "count", Op::Max, &[len, one])?;
+        let q_u = self.step(p, "q_u", Op::Div, &[sum, count])?;
+        let got = self.retrieve(p, q_u, &ucse.retrieval, false)?;
+        self.debug.push(("debug.ucse.indices", got.indices));
+        let table = self.weight(&ucse.retrieval.table)?;
+        let c = self.step(p, "centres", Op::Gather { axis: 0 }, &[table, got.indices])?;
+        let (_, e_item) = self.field(inputs, &item_field)?;
+        let wt = self.weight(&ucse.attn)?;
+        let t = self.step(p, "target", Op::MatMul, &[e_item, wt])?;
+        let scale = 1.0 / (self.plan.embed_dim as f32).sqrt();
+        let att = format!("{p}.attn");
+        let score = self.scores(&att, c, t, scale)?;
+        let b = self.masked_softmax(&att, score, got.keep)?;
+        let pooled = self.weighted_sum(p, "pooled", b, c)?;
+        self.debug.push(("debug.ucse.pooled", pooled));
+        let e = self.mlp(&ucse.gen, pooled)?;
+        self.debug.push(("debug.e_ucse", e));
+        Ok(e)
     }
 
     /// `softmax(h·W + b)` mixing the given expert outputs: `Σ_j g_j · expert_j`.

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use uie_compile::onnx::{ExternalDataOptions, WriteOptions};
+use uie_compile::pipeline::CompileOptions;
 
 /// Compiles uie checkpoints into self-contained ONNX files.
 #[derive(Parser)]
@@ -16,18 +18,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compile a checkpoint directory into one ONNX file.
+    /// Compile a checkpoint directory into an ONNX file (plus `<output>.data` with external
+    /// data). A model that would pass the 2 GiB protobuf limit inline always gets external data.
     Build {
         /// The checkpoint directory.
         checkpoint: PathBuf,
         /// Output file.
         #[arg(short, long, default_value = "model.onnx")]
         output: PathBuf,
+        /// Store large initializers in ONE data file beside the model (`<output>.data`, ONNX
+        /// external data, offsets aligned). Load such a model from its path.
+        #[arg(long)]
+        external_data: bool,
+        /// With --external-data: initializers of at least this many bytes go to the data file.
+        #[arg(long, value_name = "BYTES", default_value_t = uie_compile::onnx::DEFAULT_EXTERNAL_THRESHOLD, requires = "external_data")]
+        external_threshold: u64,
+        /// With --external-data: alignment of tensor offsets in the data file (a power of two).
+        #[arg(long, value_name = "BYTES", default_value_t = uie_compile::onnx::DEFAULT_ALIGNMENT, requires = "external_data")]
+        external_align: u64,
+        /// Also output the intermediate UIE values (`debug.*` outputs) for debugging parity.
+        #[arg(long)]
+        debug_outputs: bool,
     },
-    /// Print a model's inputs, outputs, op counts, initializers and metadata.
+    /// Print a model's inputs, outputs, op counts, node counts per sub-graph, initializers
+    /// (inline or external), memory tables and metadata. Never loads external data.
     Inspect {
         /// The ONNX file.
         model: PathBuf,
+        /// Leave out the per-initializer list.
+        #[arg(long)]
+        summary: bool,
     },
     /// Check a model against a checkpoint's golden rows in tract (plain and optimised).
     Verify {
@@ -46,17 +66,54 @@ enum Command {
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
-        Command::Build { checkpoint, output } => {
-            let n = uie_compile::compile_to_file(&checkpoint, &output)
-                .with_context(|| format!("compiling {}", checkpoint.display()))?;
-            println!("wrote {} ({n} bytes)", output.display());
+        Command::Build {
+            checkpoint,
+            output,
+            external_data,
+            external_threshold,
+            external_align,
+            debug_outputs,
+        } => {
+            let compile = CompileOptions {
+                debug_outputs,
+                ..CompileOptions::default()
+            };
+            let opts = WriteOptions {
+                external_data: external_data.then_some(ExternalDataOptions {
+                    threshold: external_threshold,
+                    alignment: external_align,
+                }),
+                progress: true,
+                ..WriteOptions::default()
+            };
+            let report =
+                uie_compile::pipeline::compile_to_path(&checkpoint, &output, &compile, &opts)
+                    .with_context(|| format!("compiling {}", checkpoint.display()))?;
+            if report.automatic {
+                eprintln!(
+                    "note: inline the model would be about {} bytes, past the 2 GiB protobuf \
+                     limit: large initializers went to external data",
+                    report.inline_estimate
+                );
+            }
+            println!(
+                "wrote {} ({} bytes)",
+                report.model_path.display(),
+                report.model_bytes
+            );
+            if let Some(d) = &report.data {
+                println!(
+                    "wrote {} ({} bytes, {} tensors)",
+                    d.path.display(),
+                    d.bytes,
+                    d.tensors
+                );
+            }
         }
-        Command::Inspect { model } => {
-            let bytes =
-                std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
-            let summary = uie_compile::onnx::summarize(&bytes)
+        Command::Inspect { model, summary } => {
+            let s = uie_compile::onnx::summarize_file(&model)
                 .with_context(|| format!("reading {}", model.display()))?;
-            print!("{summary}");
+            print!("{}", s.render(!summary));
         }
         Command::Verify { model, checkpoint } => {
             let report = uie_compile::verify::verify(&model, &checkpoint).with_context(|| {

@@ -1,5 +1,10 @@
-//! The one orchestrator: read checkpoint → lower → validate → infer shapes → emit → serialise →
-//! write. Passes (none yet) slot in between shape inference and emission.
+//! The one orchestrator: read checkpoint → lower → validate → infer shapes → passes → emit →
+//! serialise → write.
+//!
+//! [`CompileOptions`] selects the debug outputs of the lowering
+//! ([`LowerOptions::debug_outputs`](crate::lower::LowerOptions)) and the graph passes
+//! ([`PassOptions`]); [`compile`] and [`build_graph`] use the defaults (no debug outputs, every
+//! pass on).
 
 use std::path::Path;
 
@@ -7,11 +12,36 @@ use uie_model::Checkpoint;
 
 use crate::error::CompileError;
 use crate::ir::Graph;
-use crate::{lower, onnx};
+use crate::lower::LowerOptions;
+pub use crate::passes::PassOptions;
+use crate::{lower, onnx, passes};
 
-/// Lowers, validates and shape-infers a checkpoint's graph.
+/// Everything a compilation can be asked for. The default: no debug outputs, every pass on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompileOptions {
+    /// Also output the intermediate UIE values (`debug.*`, see [`lower::DEBUG_OUTPUTS`]).
+    pub debug_outputs: bool,
+    /// Which graph passes run after shape inference.
+    pub passes: PassOptions,
+}
+
+/// Lowers, validates, shape-infers and optimises a checkpoint's graph with the default options.
 pub fn build_graph(checkpoint: &Checkpoint) -> Result<Graph, CompileError> {
-    let mut graph = lower::lower(checkpoint)?;
+    build_graph_with(checkpoint, &CompileOptions::default())
+}
+
+/// [`build_graph`] with options.
+pub fn build_graph_with(
+    checkpoint: &Checkpoint,
+    options: &CompileOptions,
+) -> Result<Graph, CompileError> {
+    let lower_options = LowerOptions {
+        debug_outputs: options.debug_outputs,
+    };
+    let mut graph = lower::lower_with(checkpoint, lower_options)?;
+    graph.validate()?;
+    graph.infer_shapes()?;
+    let mut graph = passes::run(graph, &options.passes)?;
     graph.validate()?;
     graph.infer_shapes()?;
     Ok(graph)
@@ -19,15 +49,48 @@ pub fn build_graph(checkpoint: &Checkpoint) -> Result<Graph, CompileError> {
 
 /// Compiles a checkpoint to ONNX model bytes.
 pub fn compile(checkpoint: &Checkpoint) -> Result<Vec<u8>, CompileError> {
-    let graph = build_graph(checkpoint)?;
+    compile_with(checkpoint, &CompileOptions::default())
+}
+
+/// [`compile`] with options.
+pub fn compile_with(
+    checkpoint: &Checkpoint,
+    options: &CompileOptions,
+) -> Result<Vec<u8>, CompileError> {
+    let graph = build_graph_with(checkpoint, options)?;
     onnx::to_model_bytes(&graph)
 }
 
 /// Reads the checkpoint directory, compiles it and writes the model to `out` atomically. Returns
 /// the number of bytes written.
 pub fn compile_to_file(checkpoint_dir: &Path, out: &Path) -> Result<usize, CompileError> {
+    compile_to_file_with(checkpoint_dir, out, &CompileOptions::default())
+}
+
+/// [`compile_to_file`] with options.
+pub fn compile_to_file_with(
+    checkpoint_dir: &Path,
+    out: &Path,
+    options: &CompileOptions,
+) -> Result<usize, CompileError> {
     let checkpoint = Checkpoint::read(checkpoint_dir)?;
-    let bytes = compile(&checkpoint)?;
+    let bytes = compile_with(&checkpoint, options)?;
     onnx::write_atomically(out, &bytes)?;
     Ok(bytes.len())
+}
+
+/// Reads the checkpoint directory, compiles it and writes the model to `out` (and, with external
+/// data, `<out>.data`) atomically ([`onnx::write_model`]). The checkpoint is dropped before
+/// writing and tensors are streamed into the data file, so writing adds no copy of a large table.
+/// Past the 2 GiB protobuf limit, external data is used even if `write` does not ask for it.
+pub fn compile_to_path(
+    checkpoint_dir: &Path,
+    out: &Path,
+    options: &CompileOptions,
+    write: &onnx::WriteOptions,
+) -> Result<onnx::WriteReport, CompileError> {
+    let checkpoint = Checkpoint::read(checkpoint_dir)?;
+    let graph = build_graph_with(&checkpoint, options)?;
+    drop(checkpoint);
+    onnx::write_model(&graph, out, write)
 }

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::Path;
 
+use uie_model::batch::{HIST_ITEMS, HIST_LEN};
 use uie_model::{Checkpoint, Config, RawBatch, Tensor, TensorData};
 use uie_runtime::engine::{Engine, EngineOptions, Value};
 
@@ -15,7 +16,8 @@ use crate::{eval, onnx, pipeline};
 pub use uie_model::parity::{compare, within_tolerance, Comparison, ABS_TOL, REL_TOL};
 
 /// The graph inputs of a batch: one i64 `[n]` per categorical field in input order, then
-/// `dense` `[n, n_dense]` when the model has dense features.
+/// `dense` `[n, n_dense]` when the model has dense features, then `hist_items` `[n, L]` and
+/// `hist_len` `[n]` when it has a behaviour sequence.
 pub fn batch_inputs(
     config: &Config,
     batch: &RawBatch,
@@ -31,6 +33,16 @@ pub fn batch_inputs(
         out.push((
             DENSE_INPUT.to_string(),
             Tensor::f32(vec![batch.n, d], batch.dense.clone()),
+        ));
+    }
+    if let Some(h) = &batch.history {
+        out.push((
+            HIST_ITEMS.to_string(),
+            Tensor::i64(vec![batch.n, h.width], h.items.clone()),
+        ));
+        out.push((
+            HIST_LEN.to_string(),
+            Tensor::i64(vec![batch.n], h.len.clone()),
         ));
     }
     Ok(out)

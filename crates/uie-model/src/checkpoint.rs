@@ -343,6 +343,22 @@ pub fn write_dir_atomically(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), M
 }
 
 impl Checkpoint {
+    /// A checkpoint of `weights` at epoch 0 with no metrics, golden rows or extra files.
+    pub fn new(config: Config, weights: TensorMap, producer: &str) -> Checkpoint {
+        Checkpoint {
+            config,
+            weights,
+            meta: CheckpointMeta {
+                format_version: FORMAT_VERSION,
+                producer: producer.to_string(),
+                epoch: 0,
+                metrics: BTreeMap::new(),
+            },
+            golden: None,
+            extra: BTreeMap::new(),
+        }
+    }
+
     /// Validates and writes the checkpoint to `dir` atomically.
     pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
         self.config.validate()?;

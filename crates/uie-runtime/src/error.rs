@@ -61,6 +61,16 @@ pub enum RuntimeError {
         /// What is wrong.
         message: String,
     },
+    /// The behaviour sequence of a request is wrong: `hist_items` / `hist_len` missing when the
+    /// model needs them, given when it has no sequence, of the wrong length, or a `hist_len`
+    /// outside `[0, L]`.
+    #[error("feature {name}: {message}")]
+    BadHistory {
+        /// `hist_items` or `hist_len`.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
     /// tract failed (or panicked) while running the model.
     #[error("running the model: {0}")]
     Run(String),

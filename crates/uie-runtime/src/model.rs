@@ -2,7 +2,10 @@
 //! per-task probabilities.
 //!
 //! The model describes itself through its ONNX `metadata_props` (written by `uie-compile`):
-//! `uie.schema` (categorical fields with bucket counts, dense feature names) and `uie.tasks`. A
+//! `uie.schema` (categorical fields with bucket counts, dense feature names, and for a model with a
+//! behaviour sequence `"sequence": {"item_field": …, "inputs": ["hist_items", "hist_len"]}`) and
+//! `uie.tasks`. A model with a sequence takes the history through [`Batch::history`]: item ids
+//! `[rows, L]` (oldest first, right-padded) and the real lengths `hist_len`, each in `[0, L]`. A
 //! request is validated against that schema before anything runs: a missing, extra, duplicated or
 //! mistyped feature, a wrong length or a non-finite number is an error that names the feature.
 //!
@@ -29,6 +32,17 @@ use crate::error::RuntimeError;
 pub const DENSE_INPUT: &str = "dense";
 /// Name of the probabilities graph output.
 pub const PROBS_OUTPUT: &str = "probs";
+/// Name of the history items graph input.
+pub const HIST_ITEMS: &str = "hist_items";
+/// Name of the history length graph input.
+pub const HIST_LEN: &str = "hist_len";
+
+/// The behaviour sequence a model takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceSpec {
+    /// The item field whose ids (and embedding table) the history shares.
+    pub item_field: String,
+}
 
 /// Named graph inputs, in graph order.
 pub type GraphInputs<'a> = Vec<(&'a str, Value)>;
@@ -49,6 +63,16 @@ pub struct Schema {
     pub categorical: Vec<CategoricalSpec>,
     /// Dense feature names, in the column order of the `dense` input.
     pub dense: Vec<String>,
+    /// The behaviour sequence, when the model has one (inputs `hist_items`, `hist_len`).
+    pub sequence: Option<SequenceSpec>,
+}
+
+/// The history of a request (see [`Batch::history`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HistoryValues {
+    items: Vec<i64>,
+    len: Vec<i64>,
+    width: usize,
 }
 
 /// Values of one feature for every row of a batch.
@@ -80,6 +104,7 @@ impl FeatureValues {
 pub struct Batch {
     features: BTreeMap<String, FeatureValues>,
     duplicates: Vec<String>,
+    history: Option<HistoryValues>,
 }
 
 impl Batch {
@@ -97,6 +122,14 @@ impl Batch {
     /// Adds a numeric feature's values.
     pub fn numbers(mut self, name: &str, values: Vec<f32>) -> Batch {
         self.insert(name, FeatureValues::Numbers(values));
+        self
+    }
+
+    /// Sets the behaviour sequence: `items` row-major `[rows, width]` (oldest first, right-padded,
+    /// any int64: the model hashes them), `len[r]` real entries of row r, in `[0, width]`.
+    /// Checked against the model in [`Model::inputs_for`]; a second call replaces the first.
+    pub fn history(mut self, items: Vec<i64>, len: Vec<i64>, width: usize) -> Batch {
+        self.history = Some(HistoryValues { items, len, width });
         self
     }
 
@@ -134,6 +167,13 @@ pub struct Model {
     engine: Engine,
     schema: Schema,
     tasks: Vec<String>,
+}
+
+fn history_err(name: &str, message: impl Into<String>) -> RuntimeError {
+    RuntimeError::BadHistory {
+        name: name.to_string(),
+        message: message.into(),
+    }
 }
 
 fn meta_err(message: impl Into<String>) -> RuntimeError {
@@ -177,7 +217,34 @@ fn parse_schema(engine: &Engine) -> Result<(Schema, Vec<String>), RuntimeError> 
                 .ok_or_else(|| meta_err("uie.schema.dense[] is not a string"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((Schema { categorical, dense }, tasks))
+    let sequence = match schema.get("sequence") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(seq) => {
+            let item_field = seq["item_field"]
+                .as_str()
+                .ok_or_else(|| meta_err("uie.schema.sequence.item_field is not a string"))?;
+            let inputs: Vec<&str> = seq["inputs"]
+                .as_array()
+                .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            if inputs != [HIST_ITEMS, HIST_LEN] {
+                return Err(meta_err(format!(
+                    "uie.schema.sequence.inputs is {inputs:?}, expected [{HIST_ITEMS}, {HIST_LEN}]"
+                )));
+            }
+            Some(SequenceSpec {
+                item_field: item_field.to_string(),
+            })
+        }
+    };
+    Ok((
+        Schema {
+            categorical,
+            dense,
+            sequence,
+        },
+        tasks,
+    ))
 }
 
 impl Model {
@@ -198,6 +265,10 @@ impl Model {
         let mut expected: Vec<&str> = schema.categorical.iter().map(|c| c.name.as_str()).collect();
         if !schema.dense.is_empty() {
             expected.push(DENSE_INPUT);
+        }
+        if schema.sequence.is_some() {
+            expected.push(HIST_ITEMS);
+            expected.push(HIST_LEN);
         }
         if engine.input_names() != expected {
             return Err(meta_err(format!(
@@ -324,7 +395,76 @@ impl Model {
                 },
             ));
         }
+        let n = match (&self.schema.sequence, &batch.history) {
+            (None, None) => n,
+            (None, Some(_)) => {
+                return Err(history_err(
+                    HIST_ITEMS,
+                    "this model has no behaviour sequence",
+                ))
+            }
+            (Some(_), None) => return Err(history_err(HIST_ITEMS, "missing from the request")),
+            (Some(_), Some(h)) => {
+                let n = if rows.is_none() { h.len.len() } else { n };
+                self.history_inputs(h, n, &mut inputs)?;
+                n
+            }
+        };
         Ok((n, inputs))
+    }
+
+    /// Checks a history against the batch size and appends `hist_items`, `hist_len`.
+    fn history_inputs(
+        &self,
+        h: &HistoryValues,
+        n: usize,
+        inputs: &mut GraphInputs<'_>,
+    ) -> Result<(), RuntimeError> {
+        if h.width == 0 {
+            return Err(history_err(HIST_ITEMS, "width L must be at least 1"));
+        }
+        if h.len.len() != n {
+            return Err(history_err(
+                HIST_LEN,
+                format!("{} values, but the batch has {n} rows", h.len.len()),
+            ));
+        }
+        if h.items.len() != n * h.width {
+            return Err(history_err(
+                HIST_ITEMS,
+                format!(
+                    "{} ids, but the batch has {n} rows × L = {}",
+                    h.items.len(),
+                    h.width
+                ),
+            ));
+        }
+        if let Some((row, &l)) = h
+            .len
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l < 0 || l as u64 > h.width as u64)
+        {
+            return Err(history_err(
+                HIST_LEN,
+                format!("row {row} is {l}, outside [0, {}]", h.width),
+            ));
+        }
+        inputs.push((
+            HIST_ITEMS,
+            Value::I64 {
+                shape: vec![n, h.width],
+                data: h.items.clone(),
+            },
+        ));
+        inputs.push((
+            HIST_LEN,
+            Value::I64 {
+                shape: vec![n],
+                data: h.len.clone(),
+            },
+        ));
+        Ok(())
     }
 
     /// Validates the batch and returns per-task probabilities. A batch of zero rows gives empty

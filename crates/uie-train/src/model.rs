@@ -998,7 +998,6 @@ pub fn evaluate(checkpoint: &Checkpoint, data: &Dataset) -> Result<Vec<TaskMetri
 pub(crate) mod tests {
     use super::*;
     use crate::train::Adam;
-    use uie_model::checkpoint::CheckpointMeta;
     use uie_model::schema::{Gate, Mlp};
 
     pub(crate) const TINY: &str = r#"
@@ -1067,18 +1066,7 @@ weight = 0.5
     }
 
     fn checkpoint(config: &Config, weights: TensorMap) -> Checkpoint {
-        Checkpoint {
-            config: config.clone(),
-            weights,
-            meta: CheckpointMeta {
-                format_version: uie_model::checkpoint::FORMAT_VERSION,
-                producer: "test".into(),
-                epoch: 0,
-                metrics: BTreeMap::new(),
-            },
-            golden: None,
-            extra: BTreeMap::new(),
-        }
+        Checkpoint::new(config.clone(), weights, "test")
     }
 
     // ---- plain-Rust reference of the same formulas, in f64 ----

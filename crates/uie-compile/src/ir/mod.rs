@@ -22,7 +22,38 @@ use uie_model::Tensor;
 
 use crate::error::CompileError;
 pub use crate::ops::Op;
-pub use uie_model::schema::Dtype;
+
+/// Element type of an IR value. `Bool` only ever types internal values (the outputs of
+/// `Greater`/`Less`, consumed by `Cast`): graph inputs, outputs and initializers are f32 or i64.
+/// The reference evaluator stores a bool value as i64 `0`/`1` data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dtype {
+    /// 32-bit float.
+    F32,
+    /// 64-bit signed integer.
+    I64,
+    /// Boolean (ONNX `BOOL`).
+    Bool,
+}
+
+impl From<uie_model::schema::Dtype> for Dtype {
+    fn from(d: uie_model::schema::Dtype) -> Dtype {
+        match d {
+            uie_model::schema::Dtype::F32 => Dtype::F32,
+            uie_model::schema::Dtype::I64 => Dtype::I64,
+        }
+    }
+}
+
+impl fmt::Display for Dtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dtype::F32 => "f32",
+            Dtype::I64 => "i64",
+            Dtype::Bool => "bool",
+        })
+    }
+}
 
 /// One dimension of a value's shape.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -62,7 +93,7 @@ impl TensorType {
 
     /// The type of a concrete tensor.
     pub fn of(t: &Tensor) -> TensorType {
-        TensorType::fixed(t.dtype(), &t.shape)
+        TensorType::fixed(t.dtype().into(), &t.shape)
     }
 }
 
@@ -251,6 +282,25 @@ impl Graph {
             )));
         }
         self.outputs.push(id);
+        Ok(())
+    }
+
+    /// Renames a value (e.g. to expose it as a `debug.*` output under a stable name).
+    pub fn rename_value(&mut self, id: ValueId, name: &str) -> Result<(), CompileError> {
+        if id.0 >= self.values.len() {
+            return Err(CompileError::InvalidGraph(format!(
+                "value #{} does not exist",
+                id.0
+            )));
+        }
+        if name.is_empty() || self.names.contains(name) {
+            return Err(CompileError::InvalidGraph(format!(
+                "cannot rename to {name:?}: empty or already used"
+            )));
+        }
+        let old = std::mem::replace(&mut self.values[id.0].name, name.to_string());
+        self.names.remove(&old);
+        self.names.insert(name.to_string());
         Ok(())
     }
 

@@ -117,3 +117,54 @@ pub(crate) fn eval_f32(
         data: TensorData::F32(data),
     })
 }
+
+/// The shape rule of a comparison (`Greater`, `Less`): two operands of one numeric dtype (f32 or
+/// i64), broadcast; the output is bool.
+pub(crate) fn compare_infer(what: &str, args: &[Arg<'_>]) -> Result<TensorType, OpError> {
+    arity(what, args, 2)?;
+    let dtype = args[0].ty.dtype;
+    if dtype == Dtype::Bool || args[1].ty.dtype != dtype {
+        return op_err(format!(
+            "{what}: operands must both be f32 or both i64, got {} and {}",
+            args[0].ty, args[1].ty
+        ));
+    }
+    Ok(TensorType {
+        dtype: Dtype::Bool,
+        shape: broadcast_dims(&args[0].ty.shape, &args[1].ty.shape)?,
+    })
+}
+
+/// Evaluates a comparison on two f32 or two i64 operands; the bool result is stored as i64
+/// `0`/`1` (the evaluator's representation of bool values).
+pub(crate) fn compare_eval(
+    what: &str,
+    inputs: &[&Tensor],
+    f32_cmp: impl Fn(f32, f32) -> bool,
+    i64_cmp: impl Fn(i64, i64) -> bool,
+) -> Result<Tensor, OpError> {
+    arity(what, inputs, 2)?;
+    let (a, b) = (inputs[0], inputs[1]);
+    let (shape, data) = match (&a.data, &b.data) {
+        (TensorData::F32(x), TensorData::F32(y)) => {
+            let (shape, flags) = apply(x, &a.shape, y, &b.shape, |p, q| {
+                Ok(if f32_cmp(p, q) { 1.0 } else { 0.0 })
+            })?;
+            (shape, flags.into_iter().map(|v| v as i64).collect())
+        }
+        (TensorData::I64(x), TensorData::I64(y)) => apply(x, &a.shape, y, &b.shape, |p, q| {
+            Ok(i64::from(i64_cmp(p, q)))
+        })?,
+        _ => {
+            return op_err(format!(
+                "{what}: operands must have one dtype, got {} and {}",
+                a.dtype(),
+                b.dtype()
+            ))
+        }
+    };
+    Ok(Tensor {
+        shape,
+        data: TensorData::I64(data),
+    })
+}

@@ -2,7 +2,10 @@
 //! by the end-to-end ONNX Runtime checks.
 //!
 //! Each case is one node of one [`Op`] whose operands are either graph inputs (fed at run time,
-//! named `in<i>`) or initializers (named `c<i>`); its single output is `out`. Shapes are inferred
+//! named `in<i>`) or initializers (named `c<i>`); its single graph output is `out`. Two shapes
+//! need more: a multi-output op (`TopK`) exports one of its outputs as `out` (one case per
+//! output), and an op with a bool result (`Greater`, `Less`) is followed by a `Cast` to f32, since
+//! bool values never cross the graph boundary. Shapes are inferred
 //! when the case is built, so a case whose shape rule fails is an error of [`op_cases`]. The data
 //! is deterministic: fixed values chosen for the edge cases (negative ids, ids ≥ 2^40, the int64
 //! extremes, large logits) and seeded pseudo-random values from [`Rng`] elsewhere.
@@ -14,7 +17,7 @@ use uie_model::parity::within_tolerance;
 use uie_model::{Tensor, TensorData};
 
 use crate::error::CompileError;
-use crate::ir::{Graph, TensorType};
+use crate::ir::{Dtype, Graph, TensorType};
 use crate::ops::Op;
 
 /// A small deterministic pseudo-random generator (xorshift64*), for reproducible test data.
@@ -54,7 +57,7 @@ pub struct OpCase {
 }
 
 /// Number of [`Op`] variants (the range of [`variant_index`]).
-pub const VARIANT_COUNT: usize = 13;
+pub const VARIANT_COUNT: usize = 19;
 
 /// Position of an op's variant in the declaration order of [`Op`], in `0..VARIANT_COUNT`.
 ///
@@ -75,6 +78,12 @@ pub fn variant_index(op: &Op) -> usize {
         Op::Concat { .. } => 10,
         Op::Unsqueeze => 11,
         Op::ReduceSum { .. } => 12,
+        Op::TopK => 13,
+        Op::Greater => 14,
+        Op::Less => 15,
+        Op::Cast { .. } => 16,
+        Op::Max => 17,
+        Op::CumSum { .. } => 18,
     }
 }
 
@@ -116,6 +125,65 @@ fn case(name: &str, op: Op, inputs: Vec<In>) -> Result<OpCase, CompileError> {
         }
     }
     let out = graph.add_op("case", op, &ids, "out")?;
+    graph.add_output(out)?;
+    graph.infer_shapes()?;
+    Ok(OpCase {
+        name: name.to_string(),
+        graph,
+        feeds,
+    })
+}
+
+/// Operand ids and the feeds of a case.
+type Operands = (Vec<crate::ir::ValueId>, Vec<(String, Tensor)>);
+
+/// Builds the operands of a case into `graph`, returning their ids and the feeds.
+fn operands(graph: &mut Graph, inputs: Vec<In>) -> Result<Operands, CompileError> {
+    let mut ids = Vec::new();
+    let mut feeds = Vec::new();
+    for (i, input) in inputs.into_iter().enumerate() {
+        match input {
+            Feed(t) => {
+                let input_name = format!("in{i}");
+                ids.push(graph.add_input(&input_name, TensorType::of(&t))?);
+                feeds.push((input_name, t));
+            }
+            Const(t) => ids.push(graph.add_initializer(&format!("c{i}"), t)?),
+        }
+    }
+    Ok((ids, feeds))
+}
+
+/// A case of a two-output op: output `export` of the node is the graph output `out`, the other
+/// is named `other` and left unused.
+fn case_output(name: &str, op: Op, inputs: Vec<In>, export: usize) -> Result<OpCase, CompileError> {
+    let mut graph = Graph::new(format!("op_case_{}", name.replace('/', "_")));
+    let (ids, feeds) = operands(&mut graph, inputs)?;
+    let names = if export == 0 {
+        ["out", "other"]
+    } else {
+        ["other", "out"]
+    };
+    let op_type = op.op_type();
+    let outs = graph.add_node(&format!("case/{op_type}"), op, &ids, &names)?;
+    let out = *outs
+        .get(export)
+        .ok_or_else(|| CompileError::InvalidGraph(format!("{name}: no output #{export}")))?;
+    graph.add_output(out)?;
+    graph.infer_shapes()?;
+    Ok(OpCase {
+        name: name.to_string(),
+        graph,
+        feeds,
+    })
+}
+
+/// A case of a bool-valued op followed by `Cast` to f32 (output `out`).
+fn case_cast(name: &str, op: Op, inputs: Vec<In>) -> Result<OpCase, CompileError> {
+    let mut graph = Graph::new(format!("op_case_{}", name.replace('/', "_")));
+    let (ids, feeds) = operands(&mut graph, inputs)?;
+    let flag = graph.add_op("case", op, &ids, "flag")?;
+    let out = graph.add_op("case", Op::Cast { to: Dtype::F32 }, &[flag], "out")?;
     graph.add_output(out)?;
     graph.infer_shapes()?;
     Ok(OpCase {
@@ -347,6 +415,8 @@ pub fn op_cases() -> Result<Vec<OpCase>, CompileError> {
             ],
         )?,
     ];
+    let mut cases = cases;
+    cases.extend(uie_cases()?);
     let mut covered = [false; VARIANT_COUNT];
     for c in &cases {
         for node in c.graph.nodes() {
@@ -361,6 +431,155 @@ pub fn op_cases() -> Result<Vec<OpCase>, CompileError> {
         )));
     }
     Ok(cases)
+}
+
+/// Scores with exact ties (0.5 at columns 1, 3, 4; −0.25 at 0 and 5) and non-positive rows.
+const TIED_SCORES: [f32; 12] = [
+    -0.25, 0.5, 0.125, 0.5, 0.5, -0.25, //
+    0.0, -1.0, -0.0, -2.0, 0.0, -1.0,
+];
+
+/// The cases of the ops the sequence and UIE lowering adds (and the shapes it uses).
+fn uie_cases() -> Result<Vec<OpCase>, CompileError> {
+    let k = |v: i64| Const(i64t(&[1], &[v]));
+    let positions: Vec<f32> = (0..12).map(|i| (i % 4) as f32).collect();
+    Ok(vec![
+        // TopK: ties toward the lower index, non-positive rows, K = C, rank 3.
+        case_output(
+            "topk/values_with_ties",
+            Op::TopK,
+            vec![Feed(f32t(&[2, 6], &TIED_SCORES)), k(3)],
+            0,
+        )?,
+        case_output(
+            "topk/indices_with_ties_lower_first",
+            Op::TopK,
+            vec![Feed(f32t(&[2, 6], &TIED_SCORES)), k(3)],
+            1,
+        )?,
+        case_output(
+            "topk/indices_k_equals_axis",
+            Op::TopK,
+            vec![Feed(f32t(&[2, 6], &TIED_SCORES)), k(6)],
+            1,
+        )?,
+        case_output(
+            "topk/indices_random_rank3",
+            Op::TopK,
+            vec![Feed(rand(&[2, 3, 7], 30, -1.0, 1.0)), k(2)],
+            1,
+        )?,
+        case_output(
+            "topk/values_random_k1",
+            Op::TopK,
+            vec![Feed(rand(&[5, 9], 31, -1.0, 1.0)), k(1)],
+            0,
+        )?,
+        // Greater / Less, cast to f32: keep = s > 0 (signed zeros), j < hist_len.
+        case_cast(
+            "greater/f32_vs_zero_cast_f32",
+            Op::Greater,
+            vec![Feed(f32t(&[2, 6], &TIED_SCORES)), Const(f32t(&[], &[0.0]))],
+        )?,
+        case_cast(
+            "greater/i64_broadcast_cast_f32",
+            Op::Greater,
+            vec![
+                Feed(i64t(&[2, 3], &[5, -1, 0, 7, i64::MAX, i64::MIN])),
+                Feed(i64t(&[2, 1], &[0, 7])),
+            ],
+        )?,
+        case_cast(
+            "less/positions_vs_len_f32",
+            Op::Less,
+            vec![
+                Feed(f32t(&[3, 4], &positions)),
+                Feed(f32t(&[3, 1], &[0.0, 2.0, 4.0])),
+            ],
+        )?,
+        case_cast(
+            "less/i64_positions_vs_len",
+            Op::Less,
+            vec![
+                Feed(i64t(&[2, 3], &[0, 1, 2, 0, 1, 2])),
+                Feed(i64t(&[2, 1], &[1, 3])),
+            ],
+        )?,
+        // Cast.
+        case(
+            "cast/i64_to_f32",
+            Op::Cast { to: Dtype::F32 },
+            vec![Feed(i64t(&[5], &[0, 1, -7, 1 << 20, 5]))],
+        )?,
+        case(
+            "cast/f32_to_f32",
+            Op::Cast { to: Dtype::F32 },
+            vec![Feed(rand(&[2, 2], 32, -1.0, 1.0))],
+        )?,
+        // Max: the clamp max(hist_len, 1).
+        case(
+            "max/clamp_by_const_one",
+            Op::Max,
+            vec![
+                Feed(f32t(&[4, 1], &[0.0, 1.0, 3.0, -2.0])),
+                Const(f32t(&[], &[1.0])),
+            ],
+        )?,
+        // CumSum: exclusive positions, inclusive running sums.
+        case(
+            "cumsum/exclusive_ones_axis1",
+            Op::CumSum { exclusive: true },
+            vec![Feed(f32t(&[2, 5], &[1.0; 10])), Const(i64t(&[], &[1]))],
+        )?,
+        case(
+            "cumsum/inclusive_i64_axis_minus1",
+            Op::CumSum { exclusive: false },
+            vec![
+                Feed(i64t(&[2, 3], &[1, 2, 3, -4, 5, 6])),
+                Const(i64t(&[], &[-1])),
+            ],
+        )?,
+        case(
+            "cumsum/exclusive_f32_axis0_rank3",
+            Op::CumSum { exclusive: true },
+            vec![
+                Feed(rand(&[3, 2, 2], 33, -1.0, 1.0)),
+                Const(i64t(&[], &[0])),
+            ],
+        )?,
+        // Gather with 2-D indices into a [rows, width] table: [N, L] → [N, L, width].
+        case(
+            "gather/rank2_indices_into_table",
+            Op::Gather { axis: 0 },
+            vec![
+                Const(rand(&[5, 3], 34, -1.0, 1.0)),
+                Feed(i64t(&[2, 4], &[0, 4, 4, 1, 3, 2, 0, 0])),
+            ],
+        )?,
+        // The 3-D shapes of the attention: [N, L, 1] · [N, L, d], [N, 1, d] · [N, L, d].
+        case(
+            "mul/rank3_weights_by_rows",
+            Op::Mul,
+            vec![
+                Feed(rand(&[2, 4, 1], 35, -1.0, 1.0)),
+                Feed(rand(&[2, 4, 3], 36, -1.0, 1.0)),
+            ],
+        )?,
+        case(
+            "add/rank2_by_scalar_const",
+            Op::Add,
+            vec![
+                Feed(rand(&[2, 3], 37, -1.0, 1.0)),
+                Const(f32t(&[], &[-1e9])),
+            ],
+        )?,
+        // A masked softmax row: every entry filled with −1e9 gives uniform weights.
+        case(
+            "softmax/masked_fill_rows",
+            Op::Softmax { axis: -1 },
+            vec![Feed(f32t(&[2, 3], &[0.5, -1e9, 0.25, -1e9, -1e9, -1e9]))],
+        )?,
+    ])
 }
 
 /// Compares an engine's output with the reference one: same dtype and shape, exact for int64,
@@ -407,15 +626,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cases_are_uniquely_named_one_node_graphs() {
+    fn cases_are_uniquely_named_graphs_with_one_output() {
         let cases = op_cases().expect("op cases");
         let mut names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), cases.len(), "case names repeat");
         for c in &cases {
-            assert_eq!(c.graph.nodes().len(), 1, "{}", c.name);
+            assert!(!c.graph.nodes().is_empty(), "{}", c.name);
             assert_eq!(c.graph.outputs().len(), 1, "{}", c.name);
+            let out = c.graph.outputs()[0];
+            assert_eq!(c.graph.value(out).name, "out", "{}", c.name);
             assert_eq!(c.feeds.len(), c.graph.inputs().len(), "{}", c.name);
         }
     }

@@ -12,10 +12,15 @@
 mod add;
 pub(crate) mod broadcast;
 pub mod cases;
+mod cast;
 mod concat;
+mod cumsum;
 mod div;
 mod gather;
+mod greater;
+mod less;
 mod matmul;
+mod max;
 mod modulo;
 mod mul;
 mod reduce_sum;
@@ -23,6 +28,7 @@ mod relu;
 mod sigmoid;
 mod softmax;
 mod sub;
+mod topk;
 mod unsqueeze;
 
 use std::fmt;
@@ -72,6 +78,25 @@ pub enum Op {
     ReduceSum {
         /// Keep the reduced axes as size 1.
         keepdims: bool,
+    },
+    /// The K largest entries along the last axis, sorted, ties to the lower index; K is a
+    /// constant `[1]` int64 second input. Two outputs: values (f32) and indices (i64).
+    TopK,
+    /// Element-wise `a > b` (f32 or i64), bool output.
+    Greater,
+    /// Element-wise `a < b` (f32 or i64), bool output.
+    Less,
+    /// Element-wise conversion to another element type.
+    Cast {
+        /// Target element type (only f32 is accepted, see `ops/cast.rs`).
+        to: Dtype,
+    },
+    /// Element-wise maximum of two f32 tensors with broadcasting.
+    Max,
+    /// Running sum along the axis given as a constant scalar int64 second input.
+    CumSum {
+        /// Exclude the current element (position `j` gets the sum of `0..j`).
+        exclusive: bool,
     },
 }
 
@@ -148,12 +173,24 @@ impl Op {
             Op::Concat { .. } => concat::MIN_OPSET,
             Op::Unsqueeze => unsqueeze::MIN_OPSET,
             Op::ReduceSum { .. } => reduce_sum::MIN_OPSET,
+            Op::TopK => topk::MIN_OPSET,
+            Op::Greater => greater::MIN_OPSET,
+            Op::Less => less::MIN_OPSET,
+            Op::Cast { .. } => cast::MIN_OPSET,
+            Op::Max => max::MIN_OPSET,
+            Op::CumSum { .. } => cumsum::MIN_OPSET,
         }
     }
 
-    /// The shape rule: output types from input types (and constant inputs).
+    /// The shape rule: output types from input types (and constant inputs), one per output.
     pub fn infer(&self, args: &[Arg<'_>]) -> Result<Vec<TensorType>, OpError> {
         let one = match self {
+            Op::TopK => return topk::infer(args),
+            Op::Greater => greater::infer(args),
+            Op::Less => less::infer(args),
+            Op::Cast { to } => cast::infer(*to, args),
+            Op::Max => max::infer(args),
+            Op::CumSum { .. } => cumsum::infer(args),
             Op::Mod => modulo::infer(args),
             Op::Gather { axis } => gather::infer(*axis, args),
             Op::MatMul => matmul::infer(args),
@@ -171,9 +208,15 @@ impl Op {
         Ok(vec![one])
     }
 
-    /// The reference evaluator: output tensors from input tensors.
+    /// The reference evaluator: output tensors from input tensors, one per output.
     pub fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
         let one = match self {
+            Op::TopK => return topk::eval(inputs),
+            Op::Greater => greater::eval(inputs),
+            Op::Less => less::eval(inputs),
+            Op::Cast { to } => cast::eval(*to, inputs),
+            Op::Max => max::eval(inputs),
+            Op::CumSum { exclusive } => cumsum::eval(*exclusive, inputs),
             Op::Mod => modulo::eval(inputs),
             Op::Gather { axis } => gather::eval(*axis, inputs),
             Op::MatMul => matmul::eval(inputs),
@@ -207,6 +250,12 @@ impl Op {
             Op::Concat { axis } => concat::emit(*axis),
             Op::Unsqueeze => unsqueeze::emit(),
             Op::ReduceSum { keepdims } => reduce_sum::emit(*keepdims),
+            Op::TopK => topk::emit(),
+            Op::Greater => greater::emit(),
+            Op::Less => less::emit(),
+            Op::Cast { to } => cast::emit(*to),
+            Op::Max => max::emit(),
+            Op::CumSum { exclusive } => cumsum::emit(*exclusive),
         }
     }
 }

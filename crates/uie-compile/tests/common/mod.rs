@@ -257,3 +257,142 @@ pub fn direct_forward(ck: &Checkpoint, batch: &RawBatch) -> Vec<f32> {
     }
     out
 }
+
+/// A small model with a behaviour sequence and every UIE module on (the `SMALL_UIE` config of
+/// `uie_model::test_support`).
+pub const TINY_UIE: &str = r#"
+[model]
+name = "tiny_uie"
+embed_dim = 4
+
+[features]
+dense = ["age"]
+sequence = { item_field = "movie_id", max_len = 5 }
+
+[[features.categorical]]
+name = "user_id"
+buckets = 10
+
+[[features.categorical]]
+name = "movie_id"
+buckets = 20
+group = "item"
+
+[[features.categorical]]
+name = "genre"
+buckets = 8
+group = "item"
+
+[ple]
+levels = 1
+shared_experts = 1
+specific_experts = 1
+expert_hidden = [8]
+
+[[tasks]]
+name = "watch"
+
+[[tasks]]
+name = "like"
+
+[uie]
+dim = 6
+aux_task = "watch"
+user_field = "user_id"
+user_tower = [5]
+item_tower = []
+upe = { enabled = true, centres = 7, k = 3 }
+ucbe = { enabled = true, centres = 5, k = 2, rho_p = 0.1 }
+ucse = { enabled = true, centres = 9, k = 4 }
+"#;
+
+/// A centre table whose rows cluster around one direction `u` (so a query pointing away from
+/// `u` scores every centre ≤ 0 and retrieves nothing), with row 2 duplicated at row 5 (a tie).
+fn clustered_table(rows: usize, width: usize, rng: &mut Rng) -> Vec<f32> {
+    let u: Vec<f32> = (0..width).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let mut t = Vec::with_capacity(rows * width);
+    for i in 0..rows {
+        let scale = 0.5 + 0.2 * i as f32;
+        for &x in &u {
+            t.push(x * scale + rng.uniform(-0.05, 0.05));
+        }
+    }
+    if rows > 5 {
+        let row2: Vec<f32> = t[2 * width..3 * width].to_vec();
+        t[5 * width..6 * width].copy_from_slice(&row2);
+    }
+    t
+}
+
+/// [`checkpoint`] of `TINY_UIE` with clustered centre tables (rows that retrieve nothing, a
+/// duplicated centre) and a personal memory with a zero row (a user never updated).
+pub fn uie_checkpoint(seed: u64) -> Checkpoint {
+    let mut ck = checkpoint(config(TINY_UIE), seed);
+    let mut rng = Rng::new(seed ^ 0xABCD);
+    for name in ["memory.upe", "memory.ucse"] {
+        let shape = ck.weights[name].shape.clone();
+        let v = clustered_table(shape[0], shape[1], &mut rng);
+        ck.weights.insert(name.to_string(), Tensor::f32(shape, v));
+    }
+    // A user tower without biases, so v_u points in varied directions (some away from M_upe).
+    for name in ["aux.user.fc0.bias", "aux.user.out.bias"] {
+        let shape = ck.weights[name].shape.clone();
+        let n = shape.iter().product();
+        ck.weights
+            .insert(name.to_string(), Tensor::f32(shape, vec![0.0; n]));
+    }
+    let p = ck.weights["memory.personal"].clone();
+    let mut v = p.as_f32().expect("f32").to_vec();
+    let width = p.shape[1];
+    v[..width].iter_mut().for_each(|x| *x = 0.0);
+    ck.weights
+        .insert("memory.personal".into(), Tensor::f32(p.shape, v));
+    ck
+}
+
+/// [`rows`] plus a history of width `width`: `hist_len` cycles through `0..=width` (so 0 and
+/// full both occur), ids mix small, negative and huge values, padding is garbage.
+pub fn rows_with_history(config: &Config, n: usize, width: usize, seed: u64) -> RawBatch {
+    let mut batch = rows(config, n, seed);
+    let mut rng = Rng::new(seed ^ 0x5EED);
+    let items = (0..n * width)
+        .map(|i| {
+            let r = rng.next_u64() as i64;
+            match i % 5 {
+                0 => r.rem_euclid(40),
+                1 => -(r.rem_euclid(100)) - 1,
+                2 => (1i64 << 40) + r.rem_euclid(1000),
+                3 => r,
+                _ => i64::MIN + r.rem_euclid(7),
+            }
+        })
+        .collect();
+    let len = (0..n).map(|r| (r % (width + 1)) as i64).collect();
+    batch.history = Some(uie_model::batch::History { width, items, len });
+    batch
+}
+
+/// Every output of a batch under tract, by name.
+pub fn tract_outputs(
+    bytes: &[u8],
+    optimize: bool,
+    config: &Config,
+    batch: &RawBatch,
+) -> Vec<(String, Tensor)> {
+    let inputs = batch_inputs(config, batch).expect("inputs");
+    run_engine(&engine(bytes, optimize), &inputs, "tract").expect("tract runs")
+}
+
+/// Every output of a batch under the reference evaluator, by name.
+pub fn reference_outputs(
+    graph: &uie_compile::ir::Graph,
+    config: &Config,
+    batch: &RawBatch,
+) -> Vec<(String, Tensor)> {
+    let inputs = batch_inputs(config, batch).expect("inputs");
+    let named: Vec<(&str, Tensor)> = inputs
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.clone()))
+        .collect();
+    uie_compile::eval::evaluate(graph, &named).expect("evaluates")
+}

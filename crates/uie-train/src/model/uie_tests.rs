@@ -160,18 +160,7 @@ fn labels() -> Vec<f32> {
 }
 
 fn checkpoint(config: &Config, weights: TensorMap) -> Checkpoint {
-    Checkpoint {
-        config: config.clone(),
-        weights,
-        meta: uie_model::CheckpointMeta {
-            format_version: uie_model::checkpoint::FORMAT_VERSION,
-            producer: "test".into(),
-            epoch: 0,
-            metrics: BTreeMap::new(),
-        },
-        golden: None,
-        extra: BTreeMap::new(),
-    }
+    Checkpoint::new(config.clone(), weights, "test")
 }
 
 // ---- the f64 reference ----

@@ -1,0 +1,352 @@
+//! Writing a model to disk, inline or with ONNX external data
+//! (<https://onnx.ai/onnx/repo-docs/ExternalData.html>).
+//!
+//! Layout: every initializer of at least [`ExternalDataOptions::threshold`] bytes goes, in
+//! initializer (name) order, into ONE data file beside the model, named `<model file name>.data`
+//! (`model.onnx` → `model.onnx.data`). Each starts at an offset aligned to
+//! [`ExternalDataOptions::alignment`] (default 4096, the page size ONNX Runtime maps on Linux;
+//! the gaps are zero bytes) and its `TensorProto` carries `data_location = EXTERNAL` and the
+//! `external_data` entries `location` (the data file's bare name, relative to the model's
+//! directory), `offset` and `length`. Smaller initializers stay inline. When no initializer
+//! reaches the threshold, no data file is written.
+//!
+//! The 2 GiB rule: without external data options, a model whose inline encoding would pass the
+//! protobuf limit ([`PROTOBUF_LIMIT`], 2^31 − 1 bytes) is written with external data anyway, with
+//! the default options, and [`WriteReport::automatic`] says so. The size is estimated from the
+//! skeleton (the model without tensor bytes) plus every tensor's bytes and a worst-case framing
+//! overhead, so no inline encoding is ever built for the test.
+//!
+//! Memory: tensor bytes are streamed from the graph's tensors into the data file in chunks of
+//! 64 Ki elements (converted to little-endian on the way); no copy of a whole table is made. Only
+//! inline initializers are copied into the `ModelProto`, which is then streamed into the file.
+//!
+//! Atomicity and determinism: both files are written to dot-named temporaries in the target
+//! directory, fsynced, then the data file is renamed, then the model. Any error removes the
+//! temporaries (and the just-renamed data file if the model's rename fails), so no partial file
+//! ever appears under the output names. The bytes of both files are a function of the graph and
+//! the options only.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use onnx_protobuf::Message;
+use uie_model::{Tensor, TensorData};
+
+use super::emit::{model_proto, ExternalRef, Placement};
+use super::write::{parent_dir, sync_dir, TempFile};
+use crate::error::CompileError;
+use crate::ir::Graph;
+
+/// Default size from which an initializer goes to the data file: 1 MiB.
+pub const DEFAULT_EXTERNAL_THRESHOLD: u64 = 1 << 20;
+/// Default alignment of tensor offsets in the data file: 4096 bytes.
+pub const DEFAULT_ALIGNMENT: u64 = 4096;
+/// The largest protobuf message: 2^31 − 1 bytes.
+pub const PROTOBUF_LIMIT: u64 = i32::MAX as u64;
+/// A progress bar is shown (on a terminal) only when at least this many bytes go external.
+pub const PROGRESS_MIN_BYTES: u64 = 64 << 20;
+/// Suffix appended to the model's file name to name the data file.
+pub const DATA_SUFFIX: &str = ".data";
+
+/// Elements converted and written per chunk.
+const CHUNK_ELEMS: usize = 1 << 16;
+/// Worst-case framing bytes a tensor's inline data adds (tag + length varints of the field, the
+/// tensor and the graph).
+const FRAMING: u64 = 1 + 10 + 10;
+
+/// How initializers go to the external data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExternalDataOptions {
+    /// Initializers of at least this many bytes go to the data file (0: every non-empty one).
+    pub threshold: u64,
+    /// Offsets of tensors in the data file are multiples of this (a power of two).
+    pub alignment: u64,
+}
+
+impl Default for ExternalDataOptions {
+    fn default() -> Self {
+        ExternalDataOptions {
+            threshold: DEFAULT_EXTERNAL_THRESHOLD,
+            alignment: DEFAULT_ALIGNMENT,
+        }
+    }
+}
+
+/// Options of [`write_model`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// External data; `None` writes one self-contained file unless it would pass `inline_limit`.
+    pub external_data: Option<ExternalDataOptions>,
+    /// The largest inline model; past it, external data is used with default options
+    /// ([`PROTOBUF_LIMIT`] unless a test lowers it).
+    pub inline_limit: u64,
+    /// Show a progress bar on stderr while writing large tables (only if stderr is a terminal).
+    pub progress: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            external_data: None,
+            inline_limit: PROTOBUF_LIMIT,
+            progress: false,
+        }
+    }
+}
+
+/// The data file written beside a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFileReport {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its size in bytes (tensors plus alignment padding).
+    pub bytes: u64,
+    /// Number of initializers stored in it.
+    pub tensors: usize,
+}
+
+/// What [`write_model`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteReport {
+    /// The model file.
+    pub model_path: PathBuf,
+    /// Size of the model file in bytes.
+    pub model_bytes: u64,
+    /// The data file, when any initializer went external.
+    pub data: Option<DataFileReport>,
+    /// True when external data was chosen because the inline model would pass the limit.
+    pub automatic: bool,
+    /// The estimated size of the model had everything been inline (an upper bound).
+    pub inline_estimate: u64,
+}
+
+/// The data file's path for a model path: `<model>.data` in the same directory.
+pub fn data_file_path(model: &Path) -> Result<PathBuf, CompileError> {
+    let name = model.file_name().ok_or_else(|| {
+        CompileError::io(
+            model,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+        )
+    })?;
+    let mut data = name.to_os_string();
+    data.push(DATA_SUFFIX);
+    Ok(model.with_file_name(data))
+}
+
+fn tensor_bytes(t: &Tensor) -> u64 {
+    match &t.data {
+        TensorData::F32(v) => v.len() as u64 * 4,
+        TensorData::I64(v) => v.len() as u64 * 8,
+    }
+}
+
+fn align_up(x: u64, alignment: u64) -> u64 {
+    x.div_ceil(alignment) * alignment
+}
+
+fn encode_error(e: impl std::fmt::Display) -> CompileError {
+    CompileError::Onnx(format!("encoding the model: {e}"))
+}
+
+/// Writes a validated, shape-inferred graph to `path` (and its data file, if any) atomically.
+pub fn write_model(
+    graph: &Graph,
+    path: &Path,
+    opts: &WriteOptions,
+) -> Result<WriteReport, CompileError> {
+    let skeleton = model_proto(graph, |_, _| Placement::Empty)?.compute_size();
+    let data_total: u64 = graph
+        .initializers()
+        .iter()
+        .map(|(_, t)| tensor_bytes(t) + FRAMING)
+        .sum();
+    let inline_estimate = skeleton + data_total;
+    let (external, automatic) = match opts.external_data {
+        Some(e) => (Some(e), false),
+        None if inline_estimate > opts.inline_limit => (Some(ExternalDataOptions::default()), true),
+        None => (None, false),
+    };
+    let mut report = match external {
+        None => write_inline(graph, path)?,
+        Some(e) => write_external(graph, path, &e, opts)?,
+    };
+    report.automatic = automatic;
+    report.inline_estimate = inline_estimate;
+    Ok(report)
+}
+
+fn write_proto(model: &onnx_protobuf::ModelProto, tmp: &mut TempFile) -> Result<u64, CompileError> {
+    let size = model.compute_size();
+    if size > PROTOBUF_LIMIT {
+        return Err(CompileError::Onnx(format!(
+            "the model would be {size} bytes, past the 2 GiB protobuf limit; use external data \
+             (`--external-data`) with a lower threshold"
+        )));
+    }
+    let p = tmp.path().to_path_buf();
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.file()?);
+    model.write_to_writer(&mut w).map_err(encode_error)?;
+    w.flush().map_err(|e| CompileError::io(&p, e))?;
+    Ok(size)
+}
+
+fn write_inline(graph: &Graph, path: &Path) -> Result<WriteReport, CompileError> {
+    let model = model_proto(graph, |_, _| Placement::Inline)?;
+    let mut tmp = TempFile::create(path)?;
+    let model_bytes = write_proto(&model, &mut tmp)?;
+    drop(model);
+    tmp.commit()?;
+    sync_dir(&parent_dir(path));
+    Ok(WriteReport {
+        model_path: path.to_path_buf(),
+        model_bytes,
+        data: None,
+        automatic: false,
+        inline_estimate: 0,
+    })
+}
+
+fn progress_bar(total: u64, opts: &WriteOptions, label: String) -> ProgressBar {
+    if !opts.progress || total < PROGRESS_MIN_BYTES || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+    ) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(label);
+    pb
+}
+
+/// Streams one tensor's little-endian bytes into `w`, chunk by chunk.
+fn stream_tensor(
+    w: &mut impl Write,
+    t: &Tensor,
+    buf: &mut Vec<u8>,
+    pb: &ProgressBar,
+) -> std::io::Result<()> {
+    match &t.data {
+        TensorData::F32(v) => {
+            for c in v.chunks(CHUNK_ELEMS) {
+                buf.clear();
+                c.iter()
+                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+                w.write_all(buf)?;
+                pb.inc(buf.len() as u64);
+            }
+        }
+        TensorData::I64(v) => {
+            for c in v.chunks(CHUNK_ELEMS) {
+                buf.clear();
+                c.iter()
+                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+                w.write_all(buf)?;
+                pb.inc(buf.len() as u64);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_external(
+    graph: &Graph,
+    path: &Path,
+    e: &ExternalDataOptions,
+    opts: &WriteOptions,
+) -> Result<WriteReport, CompileError> {
+    if e.alignment == 0 || !e.alignment.is_power_of_two() {
+        return Err(CompileError::Onnx(format!(
+            "external data alignment must be a power of two, got {}",
+            e.alignment
+        )));
+    }
+    let data_path = data_file_path(path)?;
+    let location = data_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            CompileError::io(
+                &data_path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the data file name is not UTF-8 (ONNX locations are strings)",
+                ),
+            )
+        })?
+        .to_string();
+
+    // Layout, in initializer (name) order.
+    let inits = graph.initializers();
+    let mut layout: Vec<(&str, &Tensor, ExternalRef)> = Vec::new();
+    let mut cursor = 0u64;
+    for (name, t) in &inits {
+        let length = tensor_bytes(t);
+        if length > 0 && length >= e.threshold {
+            let offset = align_up(cursor, e.alignment);
+            cursor = offset + length;
+            let r = ExternalRef {
+                location: location.clone(),
+                offset,
+                length,
+            };
+            layout.push((name, t, r));
+        }
+    }
+    if layout.is_empty() {
+        return write_inline(graph, path);
+    }
+    let model = model_proto(graph, |name, _| {
+        match layout.binary_search_by(|(n, _, _)| (*n).cmp(name)) {
+            Ok(i) => Placement::External(&layout[i].2),
+            Err(_) => Placement::Inline,
+        }
+    })?;
+
+    // The data file.
+    let mut data_tmp = TempFile::create(&data_path)?;
+    let dp = data_tmp.path().to_path_buf();
+    let pb = progress_bar(cursor, opts, format!("writing {location}"));
+    {
+        let f = data_tmp.file()?;
+        let mut buf = Vec::with_capacity(CHUNK_ELEMS * 8);
+        let mut written = 0u64;
+        for (_, t, r) in &layout {
+            if r.offset > written {
+                let pad = vec![0u8; (r.offset - written) as usize];
+                f.write_all(&pad)
+                    .map_err(|err| CompileError::io(&dp, err))?;
+                pb.inc(pad.len() as u64);
+            }
+            stream_tensor(f, t, &mut buf, &pb).map_err(|err| CompileError::io(&dp, err))?;
+            written = r.offset + r.length;
+        }
+    }
+    pb.finish_and_clear();
+    data_tmp.sync()?;
+
+    // The model file.
+    let mut model_tmp = TempFile::create(path)?;
+    let model_bytes = write_proto(&model, &mut model_tmp)?;
+    model_tmp.sync()?;
+
+    data_tmp.commit()?;
+    if let Err(err) = model_tmp.commit() {
+        let _ = std::fs::remove_file(&data_path);
+        return Err(err);
+    }
+    sync_dir(&parent_dir(path));
+    Ok(WriteReport {
+        model_path: path.to_path_buf(),
+        model_bytes,
+        data: Some(DataFileReport {
+            path: data_path,
+            bytes: cursor,
+            tensors: layout.len(),
+        }),
+        automatic: false,
+        inline_estimate: 0,
+    })
+}

@@ -1,0 +1,192 @@
+//! A PLE + UIE model with UCBE only, whose personalised user memory `memory.personal` has one row
+//! per user-id bucket (`users × 32` f32, `uie-model.md` §4; the user-id embedding `embed.user_id`
+//! is `users × 8`): the checkpoint with seeded random weights, rows with ids in range, negative,
+//! huge and extreme, and the timed ONNX Runtime runner. Shared by the external-data test and the
+//! 10-million-user benchmark.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::json;
+use uie_model::checkpoint::FORMAT_VERSION;
+use uie_model::{Checkpoint, CheckpointMeta, Config, Plan, RawBatch, Tensor, TensorMap};
+
+/// Width of the personalised memory rows (the auxiliary width `d` of §4).
+pub const AUX_DIM: usize = 32;
+/// Width of the main embeddings `d_e`.
+pub const EMBED_DIM: usize = 8;
+/// Name of the personalised memory table.
+pub const PERSONAL: &str = "memory.personal";
+
+/// The config: `user_id` with `users` buckets, `item_id` with 1000, one dense feature, one PLE
+/// level, two tasks, UIE with only UCBE enabled.
+pub fn config(users: usize) -> Config {
+    let text = format!(
+        r#"
+[model]
+name = "users_ucbe"
+embed_dim = {EMBED_DIM}
+
+[features]
+dense = ["age"]
+
+[[features.categorical]]
+name = "user_id"
+buckets = {users}
+group = "user"
+
+[[features.categorical]]
+name = "item_id"
+buckets = 1000
+group = "item"
+
+[ple]
+levels = 1
+shared_experts = 1
+specific_experts = 1
+expert_hidden = [16]
+
+[[tasks]]
+name = "ctr"
+tower_hidden = [8]
+
+[[tasks]]
+name = "cvr"
+
+[uie]
+dim = {AUX_DIM}
+aux_task = "ctr"
+user_field = "user_id"
+user_tower = [16]
+item_tower = []
+upe = {{ enabled = false, centres = 4, k = 1 }}
+ucbe = {{ enabled = true, centres = 16, k = 3, rho_p = 0.1 }}
+ucse = {{ enabled = false, centres = 4, k = 1 }}
+"#
+    );
+    Config::from_toml_str(&text).expect("config")
+}
+
+/// xorshift64*: fast, seeded, good enough for weights.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+}
+
+/// A checkpoint with seeded random weights for every tensor of the plan.
+pub fn checkpoint(users: usize, seed: u64) -> Checkpoint {
+    let config = config(users);
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut weights = TensorMap::new();
+    for spec in Plan::new(&config).tensor_specs() {
+        let n: usize = spec.shape.iter().product();
+        let (lo, hi) = if spec.name == "dense.std" {
+            (0.5, 2.0)
+        } else {
+            (-0.5, 0.5)
+        };
+        let v = (0..n).map(|_| rng.uniform(lo, hi)).collect();
+        weights.insert(spec.name, Tensor::f32(spec.shape, v));
+    }
+    Checkpoint {
+        config,
+        weights,
+        meta: CheckpointMeta {
+            format_version: FORMAT_VERSION,
+            producer: "uie-e2e users_model".into(),
+            epoch: 0,
+            metrics: BTreeMap::new(),
+        },
+        golden: None,
+        extra: BTreeMap::new(),
+    }
+}
+
+/// `n` rows: user ids in range (first, middle, last bucket), negative, huge, and the extremes.
+pub fn rows(users: usize, n: usize) -> RawBatch {
+    let u = users as i64;
+    let pool = [
+        0,
+        u / 2,
+        u - 1,
+        u,
+        -1,
+        -u - 3,
+        (1i64 << 40) + 17,
+        i64::MAX,
+        i64::MIN,
+        123_456_789,
+    ];
+    let users: Vec<i64> = (0..n).map(|i| pool[i % pool.len()]).collect();
+    let items: Vec<i64> = (0..n as i64).map(|i| i * 7919 - 500).collect();
+    RawBatch {
+        n,
+        categorical: BTreeMap::from([
+            ("user_id".to_string(), users),
+            ("item_id".to_string(), items),
+        ]),
+        dense: (0..n).map(|i| i as f32 * 3.5 - 10.0).collect(),
+        history: None,
+    }
+}
+
+/// One timed ONNX Runtime run (optimisations all, one thread).
+pub struct OrtTimed {
+    /// Seconds to create the session (load the model and its external data).
+    pub load_s: f64,
+    /// Seconds of the run.
+    pub run_s: f64,
+    /// `probs`, row-major.
+    pub probs: Vec<f32>,
+}
+
+/// Loads and runs a model in ONNX Runtime from its path through `tests/python/ort_timed.py`.
+pub fn ort_timed(model: &Path, inputs: &[(String, Tensor)]) -> OrtTimed {
+    let dir = tempfile::tempdir().expect("tmp");
+    let feeds: serde_json::Map<String, serde_json::Value> = inputs
+        .iter()
+        .map(|(n, t)| {
+            let v = match (t.as_f32(), t.as_i64()) {
+                (Some(f), _) => json!({"dtype": "float32", "shape": t.shape, "data": f}),
+                (_, Some(i)) => json!({"dtype": "int64", "shape": t.shape, "data": i}),
+                _ => panic!("dtype"),
+            };
+            (n.clone(), v)
+        })
+        .collect();
+    let feeds_path = dir.path().join("feeds.json");
+    let out_path = dir.path().join("out.json");
+    std::fs::write(&feeds_path, serde_json::to_vec(&feeds).expect("json")).expect("write");
+    let status = Command::new(uie_e2e::python().expect("python"))
+        .arg(uie_e2e::repo_root().join("tests/python/ort_timed.py"))
+        .arg(model)
+        .arg(&feeds_path)
+        .arg(&out_path)
+        .status()
+        .expect("python starts");
+    assert!(status.success(), "ort_timed.py failed ({status})");
+    let out: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_path).expect("out")).expect("json");
+    OrtTimed {
+        load_s: out["load_s"].as_f64().expect("load_s"),
+        run_s: out["run_s"].as_f64().expect("run_s"),
+        probs: out["probs"]
+            .as_array()
+            .expect("probs")
+            .iter()
+            .map(|x| x.as_f64().expect("number") as f32)
+            .collect(),
+    }
+}
