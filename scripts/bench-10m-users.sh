@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Big-memory benchmark of ONNX external data (not part of the default test run: ~6 GB, minutes).
 #
-# 1. writes a checkpoint whose user-id table has UIE_BENCH_USERS (default 10,000,000) rows × 32
-#    f32 = 1.28 GB (random weights; a PLE embedding table standing in for the UCBE personalised
-#    memory `memory.personal`, which has the same shape);
+# 1. writes a UIE checkpoint (UCBE on) whose personalised memory `memory.personal` has
+#    UIE_BENCH_USERS (default 10,000,000) rows × 32 f32 = 1.28 GB, plus the `user_id` embedding
+#    table of the same row count × 8 (random weights);
 # 2. compiles it with `uie-compile build --external-data` under /usr/bin/time -v (wall time and
 #    maximum resident set size);
 # 3. loads the model from its path and runs a few rows in tract (plain and optimised) and in ONNX
