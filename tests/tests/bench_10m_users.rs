@@ -57,7 +57,14 @@ fn bench_run_models() {
     let mut results = Vec::new();
     for optimize in [false, true] {
         let t = Instant::now();
-        let engine = Engine::load_path(&model, EngineOptions { optimize }).expect("tract loads");
+        let engine = Engine::load_path(
+            &model,
+            EngineOptions {
+                optimize,
+                ..EngineOptions::default()
+            },
+        )
+        .expect("tract loads");
         let load = t.elapsed();
         let t = Instant::now();
         let outs = run_engine(&engine, &inputs, "tract").expect("tract runs");

@@ -103,8 +103,14 @@ fn census_parity_dfdx_tract_onnxruntime() {
         .collect();
     let mut worst = Vec::new();
     for optimize in [false, true] {
-        let engine =
-            Engine::load_path(&model_path, EngineOptions { optimize }).expect("tract load");
+        let engine = Engine::load_path(
+            &model_path,
+            EngineOptions {
+                optimize,
+                ..EngineOptions::default()
+            },
+        )
+        .expect("tract load");
         let got = probs_of(engine.run(&named).expect("tract run"));
         let p = compare(&got, &reference);
         let label = if optimize {

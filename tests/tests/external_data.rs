@@ -35,7 +35,14 @@ fn assert_same(what: &str, got: &Tensor, want: &Tensor) {
 }
 
 fn tract(path: &Path, optimize: bool, inputs: &[(String, Tensor)]) -> Tensor {
-    let engine = Engine::load_path(path, EngineOptions { optimize }).expect("tract loads");
+    let engine = Engine::load_path(
+        path,
+        EngineOptions {
+            optimize,
+            ..EngineOptions::default()
+        },
+    )
+    .expect("tract loads");
     let mut outs = run_engine(&engine, inputs, "tract").expect("tract runs");
     outs.remove(0).1
 }

@@ -162,7 +162,14 @@ fn check_checkpoint(
         .map(|(n, optimize)| {
             (
                 n,
-                Engine::load_path(&model, EngineOptions { optimize }).expect("tract load"),
+                Engine::load_path(
+                    &model,
+                    EngineOptions {
+                        optimize,
+                        ..EngineOptions::default()
+                    },
+                )
+                .expect("tract load"),
             )
         })
         .collect();

@@ -10,6 +10,8 @@
 //! [`eval`] is a naive reference evaluator of the IR (the oracle of every op emitter and of the
 //! lowering); [`verify`] compares a compiled file against a checkpoint's golden rows under tract.
 //!
+//! [`triton`] writes a Triton model repository (`config.pbtxt` + the model under `1/`).
+//!
 //! Architecture invariant: nothing outside [`onnx`] imports `protobuf` or `onnx_protobuf`.
 
 pub mod error;
@@ -20,6 +22,7 @@ pub mod onnx;
 pub mod ops;
 pub mod passes;
 pub mod pipeline;
+pub mod triton;
 pub mod verify;
 
 pub use error::CompileError;

@@ -1,4 +1,4 @@
-//! `uie-compile`: the command line over the library (build, inspect, verify, dump).
+//! `uie-compile`: the command line over the library (build, triton, inspect, verify, dump).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +39,29 @@ enum Command {
         /// Also output the intermediate UIE values (`debug.*` outputs) for debugging parity.
         #[arg(long)]
         debug_outputs: bool,
+    },
+    /// Compile a checkpoint into a Triton model repository for the onnxruntime backend:
+    /// `<repo>/<name>/config.pbtxt` and `<repo>/<name>/1/model.onnx` (plus `model.onnx.data`
+    /// with external data).
+    Triton {
+        /// The checkpoint directory.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The model repository directory (created if absent).
+        #[arg(long)]
+        repo: PathBuf,
+        /// The model's name in the repository (default: the config's model name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Triton's `max_batch_size`.
+        #[arg(long, default_value_t = uie_compile::triton::DEFAULT_MAX_BATCH_SIZE)]
+        max_batch_size: u32,
+        /// Store large initializers in `model.onnx.data` beside the model (ONNX external data).
+        #[arg(long)]
+        external_data: bool,
+        /// With --external-data: initializers of at least this many bytes go to the data file.
+        #[arg(long, value_name = "BYTES", default_value_t = uie_compile::onnx::DEFAULT_EXTERNAL_THRESHOLD, requires = "external_data")]
+        external_threshold: u64,
     },
     /// Print a model's inputs, outputs, op counts, node counts per sub-graph, initializers
     /// (inline or external), memory tables and metadata. Never loads external data.
@@ -108,6 +131,42 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     d.bytes,
                     d.tensors
                 );
+            }
+        }
+        Command::Triton {
+            checkpoint,
+            repo,
+            name,
+            max_batch_size,
+            external_data,
+            external_threshold,
+        } => {
+            let opts = WriteOptions {
+                external_data: external_data.then_some(ExternalDataOptions {
+                    threshold: external_threshold,
+                    ..ExternalDataOptions::default()
+                }),
+                progress: true,
+                ..WriteOptions::default()
+            };
+            let report = uie_compile::triton::write_repository(
+                &checkpoint,
+                &repo,
+                name.as_deref(),
+                max_batch_size,
+                &opts,
+            )
+            .with_context(|| {
+                format!("writing a Triton repository from {}", checkpoint.display())
+            })?;
+            println!("wrote {}", report.config_path.display());
+            println!(
+                "wrote {} ({} bytes)",
+                report.model.model_path.display(),
+                report.model.model_bytes
+            );
+            if let Some(d) = &report.model.data {
+                println!("wrote {} ({} bytes)", d.path.display(), d.bytes);
             }
         }
         Command::Inspect { model, summary } => {

@@ -98,7 +98,14 @@ pub fn run_engine(
 
 /// Loads a model into tract with or without optimisation.
 pub fn load_engine(model: &Path, optimize: bool) -> Result<Engine, CompileError> {
-    Engine::load_path(model, EngineOptions { optimize }).map_err(|e| CompileError::Runtime {
+    Engine::load_path(
+        model,
+        EngineOptions {
+            optimize,
+            ..EngineOptions::default()
+        },
+    )
+    .map_err(|e| CompileError::Runtime {
         engine: engine_label(optimize).to_string(),
         message: e.to_string(),
     })

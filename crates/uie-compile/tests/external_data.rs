@@ -35,7 +35,14 @@ fn write(ck: &Checkpoint, path: &Path, opts: &WriteOptions) -> onnx::WriteReport
 fn tract_probs_path(path: &Path, optimize: bool, ck: &Checkpoint, n: usize) -> Tensor {
     let batch = rows(&ck.config, n, 5);
     let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
-    let engine = Engine::load_path(path, EngineOptions { optimize }).expect("tract loads");
+    let engine = Engine::load_path(
+        path,
+        EngineOptions {
+            optimize,
+            ..EngineOptions::default()
+        },
+    )
+    .expect("tract loads");
     let mut outs = run_engine(&engine, &inputs, "tract").expect("runs");
     outs.remove(0).1
 }
@@ -251,7 +258,14 @@ fn inspect_lists_memory_tables_and_subgraphs_without_the_data() {
     assert_eq!(report.data.as_ref().map(|d| d.tensors), Some(1));
 
     // tract reads the external table from the path.
-    let engine = Engine::load_path(&model, EngineOptions { optimize: true }).expect("load");
+    let engine = Engine::load_path(
+        &model,
+        EngineOptions {
+            optimize: true,
+            ..EngineOptions::default()
+        },
+    )
+    .expect("load");
     let ids = Tensor::i64(vec![3], vec![1, -1, 1_000_000_007]);
     let outs = run_engine(&engine, &[("user_id".into(), ids)], "tract").expect("run");
     let got = outs[0].1.as_f32().expect("f32").to_vec();
@@ -396,5 +410,12 @@ fn cli_debug_outputs_and_uie_subgraphs() {
     assert!(outs.contains(&"probs"));
     assert!(outs.contains(&"debug.e_ucbe"), "{outs:?}");
     // The debug model runs in tract from its path.
-    Engine::load_path(&debug, EngineOptions { optimize: true }).expect("tract loads");
+    Engine::load_path(
+        &debug,
+        EngineOptions {
+            optimize: true,
+            ..EngineOptions::default()
+        },
+    )
+    .expect("tract loads");
 }

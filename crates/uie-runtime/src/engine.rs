@@ -5,7 +5,9 @@
 //! run one engine at once. A panic inside tract is caught and returned as [`RuntimeError::Run`].
 //!
 //! `optimize = false` runs the typed model as loaded ("plain"); `optimize = true` runs tract's
-//! optimised model. Parity tests run both.
+//! optimised model. Parity tests run both. With `fuse_retrieval` (the default) each centre
+//! retrieval sub-graph is replaced by the runtime's fused op right after typing, before tract's
+//! optimiser (module [`crate::fused`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -111,11 +113,17 @@ impl Value {
 pub struct EngineOptions {
     /// Run tract's optimiser (true) or the typed model as loaded (false).
     pub optimize: bool,
+    /// Replace each recognised centre-retrieval sub-graph by the fused op of [`crate::fused`]
+    /// (true, the default) or run the standard ops (false).
+    pub fuse_retrieval: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { optimize: true }
+        EngineOptions {
+            optimize: true,
+            fuse_retrieval: true,
+        }
     }
 }
 
@@ -132,6 +140,7 @@ pub struct Engine {
     inputs: Arc<Vec<InputSpec>>,
     outputs: Arc<Vec<String>>,
     properties: Arc<Vec<(String, String)>>,
+    fused: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -194,8 +203,12 @@ impl Engine {
             })
             .collect();
         properties.sort();
+        let mut fused = 0;
         let plan = guarded(what, || {
-            let typed = model.into_typed()?;
+            let mut typed = model.into_typed()?;
+            if opts.fuse_retrieval {
+                fused = fuse_or_keep(&mut typed);
+            }
             let typed = if opts.optimize {
                 typed.into_optimized()?
             } else {
@@ -226,7 +239,14 @@ impl Engine {
             inputs: Arc::new(inputs),
             outputs: Arc::new(outputs),
             properties: Arc::new(properties),
+            fused,
         })
+    }
+
+    /// How many centre-retrieval sub-graphs were replaced by the fused op at load (0 when
+    /// `fuse_retrieval` is off or the model has no retrieval).
+    pub fn fused_retrievals(&self) -> usize {
+        self.fused
     }
 
     /// Graph input names, in graph order.
@@ -306,6 +326,20 @@ impl Engine {
             .zip(self.outputs.iter())
             .map(|(t, name)| Ok((name.clone(), Value::from_tensor(t)?)))
             .collect()
+    }
+}
+
+/// Applies the retrieval rewrite; on any failure (error or panic) the model is left as loaded.
+fn fuse_or_keep(typed: &mut TypedModel) -> usize {
+    let mut candidate = typed.clone();
+    match catch_unwind(AssertUnwindSafe(|| {
+        crate::fused::fuse_retrievals(&mut candidate)
+    })) {
+        Ok(Ok(n)) => {
+            *typed = candidate;
+            n
+        }
+        _ => 0,
     }
 }
 

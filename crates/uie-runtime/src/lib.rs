@@ -3,6 +3,8 @@
 //! - [`Model`] (module [`model`]): the typed API. Load a `.onnx` written by `uie-compile`, build a
 //!   [`Batch`] of named features, get [`Predictions`] per task. Requests are validated first; every
 //!   error names the feature at fault.
+//! - [`ModelHandle`] (module [`handle`]): a shared model that hot-reloads a new file atomically
+//!   while serving; a file that fails to load leaves the old model serving.
 //! - [`engine::Engine`]: the low-level engine (named tensors in, named tensors out), used by the
 //!   typed API, by `uie-compile verify` and by the parity tests; it runs a model plain or optimised.
 //!
@@ -11,11 +13,16 @@
 
 pub mod engine;
 pub mod error;
+pub mod fused;
+pub mod handle;
 pub mod model;
 
 pub use engine::{Engine, EngineOptions, Value};
 pub use error::RuntimeError;
-pub use model::{Batch, CategoricalSpec, FeatureValues, Model, Predictions, Schema};
+pub use handle::ModelHandle;
+pub use model::{
+    Batch, CategoricalSpec, FeatureValues, Model, Predictions, Schema, TensorSpec, TensorType,
+};
 
 /// The id rule for string-valued categorical features (FNV-1a 64 as int64): the trainer's rule,
 /// re-exported so that a service sends the ids the model was trained on.

@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::engine::{Engine, EngineOptions, Value};
 use crate::error::RuntimeError;
@@ -161,12 +162,51 @@ impl Predictions {
     }
 }
 
-/// A compiled uie model, ready to answer requests. Cheap to clone and share across threads.
+/// A compiled uie model, ready to answer requests. `Send + Sync` and cheap to clone (one `Arc`):
+/// clones share one optimised plan, and every [`Model::predict`] runs on its own state, so many
+/// threads can predict on one model at once. To swap models while serving, see
+/// [`ModelHandle`](crate::ModelHandle).
 #[derive(Debug, Clone)]
 pub struct Model {
+    inner: Arc<ModelInner>,
+}
+
+#[derive(Debug)]
+struct ModelInner {
     engine: Engine,
     schema: Schema,
     tasks: Vec<String>,
+}
+
+/// Element type of a graph tensor, named as the KServe v2 / Triton protocols name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorType {
+    /// 64-bit signed integers (`INT64`).
+    Int64,
+    /// 32-bit floats (`FP32`).
+    Fp32,
+}
+
+impl TensorType {
+    /// The KServe v2 datatype name: `INT64` or `FP32`.
+    pub fn kserve_name(self) -> &'static str {
+        match self {
+            TensorType::Int64 => "INT64",
+            TensorType::Fp32 => "FP32",
+        }
+    }
+}
+
+/// The name, type and shape of one graph input or output. `None` dims are dynamic (the batch
+/// dimension `N` first, and the history width `L`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// Graph input or output name.
+    pub name: String,
+    /// Element type.
+    pub dtype: TensorType,
+    /// Dims, batch first; `None` for a dynamic dim.
+    pub dims: Vec<Option<usize>>,
 }
 
 fn history_err(name: &str, message: impl Into<String>) -> RuntimeError {
@@ -280,25 +320,162 @@ impl Model {
             return Err(meta_err("the graph has no `probs` output"));
         }
         Ok(Model {
-            engine,
-            schema,
-            tasks,
+            inner: Arc::new(ModelInner {
+                engine,
+                schema,
+                tasks,
+            }),
         })
     }
 
     /// The features the model takes.
     pub fn schema(&self) -> &Schema {
-        &self.schema
+        &self.inner.schema
     }
 
     /// Task names, in output-column order.
     pub fn tasks(&self) -> &[String] {
-        &self.tasks
+        &self.inner.tasks
     }
 
     /// The underlying engine.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.inner.engine
+    }
+
+    /// The model's `uie.model_name` metadata, when present.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.engine.metadata_value("uie.model_name")
+    }
+
+    /// The graph inputs, in graph order: one `INT64 [N]` per categorical field, `dense`
+    /// `FP32 [N, d]` when the model has dense features, and with a behaviour sequence
+    /// `hist_items` `INT64 [N, L]` and `hist_len` `INT64 [N]`.
+    pub fn input_specs(&self) -> Vec<TensorSpec> {
+        let schema = self.schema();
+        let mut specs: Vec<TensorSpec> = schema
+            .categorical
+            .iter()
+            .map(|c| TensorSpec {
+                name: c.name.clone(),
+                dtype: TensorType::Int64,
+                dims: vec![None],
+            })
+            .collect();
+        if !schema.dense.is_empty() {
+            specs.push(TensorSpec {
+                name: DENSE_INPUT.to_string(),
+                dtype: TensorType::Fp32,
+                dims: vec![None, Some(schema.dense.len())],
+            });
+        }
+        if schema.sequence.is_some() {
+            specs.push(TensorSpec {
+                name: HIST_ITEMS.to_string(),
+                dtype: TensorType::Int64,
+                dims: vec![None, None],
+            });
+            specs.push(TensorSpec {
+                name: HIST_LEN.to_string(),
+                dtype: TensorType::Int64,
+                dims: vec![None],
+            });
+        }
+        specs
+    }
+
+    /// The output a service answers with: `probs`, `FP32 [N, tasks]`.
+    pub fn output_specs(&self) -> Vec<TensorSpec> {
+        vec![TensorSpec {
+            name: PROBS_OUTPUT.to_string(),
+            dtype: TensorType::Fp32,
+            dims: vec![None, Some(self.tasks().len())],
+        }]
+    }
+
+    /// Turns named graph-input tensors (the shapes of [`Model::input_specs`]) into a [`Batch`],
+    /// checking names, types, ranks, the `dense` width and that every `dense` value is finite;
+    /// [`Model::predict`] checks the rest (row counts, `hist_len` in `[0, L]`). Every error names
+    /// the input at fault.
+    pub fn batch_from_tensors(&self, tensors: &[(String, Value)]) -> Result<Batch, RuntimeError> {
+        let specs = self.input_specs();
+        let bad = |name: &str, message: String| RuntimeError::BadInput {
+            name: name.to_string(),
+            message,
+        };
+        for (i, (name, _)) in tensors.iter().enumerate() {
+            if !specs.iter().any(|s| &s.name == name) {
+                return Err(RuntimeError::UnknownFeature(name.clone()));
+            }
+            if tensors[..i].iter().any(|(n, _)| n == name) {
+                return Err(RuntimeError::DuplicateFeature(name.clone()));
+            }
+        }
+        let mut batch = Batch::new();
+        let mut hist_items: Option<(Vec<i64>, usize)> = None;
+        let mut hist_len: Option<Vec<i64>> = None;
+        for spec in &specs {
+            let (_, value) = tensors
+                .iter()
+                .find(|(n, _)| n == &spec.name)
+                .ok_or_else(|| RuntimeError::MissingFeature(spec.name.clone()))?;
+            let shape = value.shape();
+            if shape.len() != spec.dims.len() {
+                return Err(bad(
+                    &spec.name,
+                    format!("expected rank {}, got shape {shape:?}", spec.dims.len()),
+                ));
+            }
+            for (axis, (want, got)) in spec.dims.iter().zip(shape).enumerate() {
+                if let Some(want) = want {
+                    if want != got {
+                        return Err(bad(
+                            &spec.name,
+                            format!("dim {axis} must be {want}, got shape {shape:?}"),
+                        ));
+                    }
+                }
+            }
+            let wrong_type = |found: &'static str| RuntimeError::WrongType {
+                name: spec.name.clone(),
+                expected: spec.dtype.kserve_name(),
+                found,
+            };
+            match (spec.dtype, value) {
+                (TensorType::Int64, Value::I64 { data, .. }) => {
+                    if spec.name == HIST_ITEMS {
+                        hist_items = Some((data.clone(), shape[1]));
+                    } else if spec.name == HIST_LEN {
+                        hist_len = Some(data.clone());
+                    } else {
+                        batch = batch.ids(&spec.name, data.clone());
+                    }
+                }
+                (TensorType::Fp32, Value::F32 { data, .. }) => {
+                    let width = self.schema().dense.len();
+                    if let Some((i, v)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                        let (row, col) = (i / width, i % width);
+                        return Err(bad(
+                            &spec.name,
+                            format!(
+                                "row {row}, column {col} ({}) is {v}, not a finite number",
+                                self.schema().dense[col]
+                            ),
+                        ));
+                    }
+                    for (col, name) in self.schema().dense.iter().enumerate() {
+                        let column = data.iter().skip(col).step_by(width).copied().collect();
+                        batch = batch.numbers(name, column);
+                    }
+                }
+                (_, Value::I64 { .. }) => return Err(wrong_type("INT64")),
+                (_, Value::F32 { .. }) => return Err(wrong_type("FP32")),
+            }
+        }
+        if let (Some((items, width)), Some(len)) = (hist_items, hist_len) {
+            batch = batch.history(items, len, width);
+        }
+        Ok(batch)
     }
 
     /// Validates a batch and turns it into graph inputs.
@@ -307,8 +484,13 @@ impl Model {
             return Err(RuntimeError::DuplicateFeature(name.clone()));
         }
         for name in batch.features.keys() {
-            let known = self.schema.categorical.iter().any(|c| &c.name == name)
-                || self.schema.dense.iter().any(|d| d == name);
+            let known = self
+                .inner
+                .schema
+                .categorical
+                .iter()
+                .any(|c| &c.name == name)
+                || self.inner.schema.dense.iter().any(|d| d == name);
             if !known {
                 return Err(RuntimeError::UnknownFeature(name.clone()));
             }
@@ -333,7 +515,7 @@ impl Model {
             }),
         };
         let mut inputs = Vec::new();
-        for c in &self.schema.categorical {
+        for c in &self.inner.schema.categorical {
             let v = get(&c.name)?;
             check_len(&c.name, v)?;
             match v {
@@ -354,7 +536,7 @@ impl Model {
             }
         }
         let mut columns = Vec::new();
-        for d in &self.schema.dense {
+        for d in &self.inner.schema.dense {
             let v = get(d)?;
             check_len(d, v)?;
             match v {
@@ -395,7 +577,7 @@ impl Model {
                 },
             ));
         }
-        let n = match (&self.schema.sequence, &batch.history) {
+        let n = match (&self.inner.schema.sequence, &batch.history) {
             (None, None) => n,
             (None, Some(_)) => {
                 return Err(history_err(
@@ -473,20 +655,20 @@ impl Model {
         let (rows, inputs) = self.inputs_for(batch)?;
         if rows == 0 {
             return Ok(Predictions {
-                tasks: self.tasks.clone(),
+                tasks: self.inner.tasks.clone(),
                 rows: 0,
                 probs: Vec::new(),
             });
         }
-        let outputs = self.engine.run(&inputs)?;
+        let outputs = self.inner.engine.run(&inputs)?;
         let (_, probs) = outputs
             .into_iter()
             .find(|(name, _)| name == PROBS_OUTPUT)
             .ok_or_else(|| RuntimeError::Run("no probs output".into()))?;
-        let expected = vec![rows, self.tasks.len()];
+        let expected = vec![rows, self.inner.tasks.len()];
         match probs {
             Value::F32 { shape, data } if shape == expected => Ok(Predictions {
-                tasks: self.tasks.clone(),
+                tasks: self.inner.tasks.clone(),
                 rows,
                 probs: data,
             }),

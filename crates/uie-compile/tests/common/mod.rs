@@ -109,7 +109,14 @@ pub fn rows(config: &Config, n: usize, seed: u64) -> RawBatch {
 }
 
 pub fn engine(bytes: &[u8], optimize: bool) -> Engine {
-    Engine::load_bytes(bytes, EngineOptions { optimize }).expect("tract loads the model")
+    Engine::load_bytes(
+        bytes,
+        EngineOptions {
+            optimize,
+            ..EngineOptions::default()
+        },
+    )
+    .expect("tract loads the model")
 }
 
 /// `probs` of a batch under tract.

@@ -1,0 +1,441 @@
+//! The fused retrieval kernel, in plain Rust (no tract types): `R(query, M, K)` of
+//! `uie-model.md` §5 for a batch of queries, one streaming pass per row.
+//!
+//! Per row: the N scores `q · M_n` are computed into one row buffer (an axpy over the transposed
+//! table, so it vectorises over N), then scanned once keeping the K best `(score, index)` pairs in
+//! a small sorted array — a score enters only if strictly greater than the current K-th, and is
+//! inserted after the scores equal to it, so ties go to the lower index (the ONNX TopK rule). No
+//! full sort, no `[B, N]` buffer. Then the keep mask (`s > 0`), the masked softmax
+//! (max-subtracted; all-zero weights and a zero sum when nothing is kept — never NaN), the gather
+//! of the kept rows and their weighted sum, each only when asked for.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+/// Errors of the kernel: inputs that do not fit the table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KernelError {
+    /// The table's data length disagrees with its shape, or it is empty.
+    #[error("centre table: {0}")]
+    BadTable(String),
+    /// `K` is 0 or larger than the number of centres.
+    #[error("K = {k} is not in 1..={n}")]
+    BadK {
+        /// Requested K.
+        k: usize,
+        /// Number of centres.
+        n: usize,
+    },
+    /// The query length is not a multiple of the table width.
+    #[error("query of {len} values is not [B, {d}]")]
+    BadQuery {
+        /// Values given.
+        len: usize,
+        /// Table width.
+        d: usize,
+    },
+}
+
+/// A centre table `M` `[N, d]`, kept in both layouts: rows (for the gather) and transposed (for
+/// the scores).
+#[derive(Clone, PartialEq)]
+pub struct CentreTable {
+    n: usize,
+    d: usize,
+    rows: Vec<f32>,
+    cols: Vec<f32>,
+}
+
+impl fmt::Debug for CentreTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CentreTable[{}, {}]", self.n, self.d)
+    }
+}
+
+impl CentreTable {
+    /// A table from its transposed layout `Mᵀ` `[d, N]` (the MatMul operand of the ONNX graph).
+    pub fn from_transposed(d: usize, n: usize, cols: Vec<f32>) -> Result<Self, KernelError> {
+        if n == 0 || d == 0 || cols.len() != n * d {
+            return Err(KernelError::BadTable(format!(
+                "{} values for [{d}, {n}]",
+                cols.len()
+            )));
+        }
+        let mut rows = vec![0.0; n * d];
+        for j in 0..d {
+            for i in 0..n {
+                rows[i * d + j] = cols[j * n + i];
+            }
+        }
+        Ok(CentreTable { n, d, rows, cols })
+    }
+
+    /// A table from its row layout `M` `[N, d]`.
+    pub fn from_rows(n: usize, d: usize, rows: Vec<f32>) -> Result<Self, KernelError> {
+        if n == 0 || d == 0 || rows.len() != n * d {
+            return Err(KernelError::BadTable(format!(
+                "{} values for [{n}, {d}]",
+                rows.len()
+            )));
+        }
+        let mut cols = vec![0.0; n * d];
+        for i in 0..n {
+            for j in 0..d {
+                cols[j * n + i] = rows[i * d + j];
+            }
+        }
+        Ok(CentreTable { n, d, rows, cols })
+    }
+
+    /// Number of centres `N`.
+    pub fn centres(&self) -> usize {
+        self.n
+    }
+
+    /// Width `d`.
+    pub fn width(&self) -> usize {
+        self.d
+    }
+
+    /// The row layout `[N, d]`.
+    pub fn rows(&self) -> &[f32] {
+        &self.rows
+    }
+}
+
+/// Which results to produce (the rest is skipped or left empty).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Wants {
+    /// The top-K scores `[B, K]`.
+    pub values: bool,
+    /// The top-K indices `[B, K]`.
+    pub indices: bool,
+    /// The keep mask `s_k > 0` as 0/1 `[B, K]`.
+    pub keep: bool,
+    /// The masked-softmax weights `[B, K]`.
+    pub weights: bool,
+    /// The weighted sum of the kept centres `[B, d]`.
+    pub sum: bool,
+    /// The gathered centres `M[i_k]` `[B, K, d]`.
+    pub gathered: bool,
+}
+
+/// The kernel's results, row-major; a field not asked for is empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Retrieved {
+    /// `[B, K]` top scores, best first.
+    pub values: Vec<f32>,
+    /// `[B, K]` centre indices.
+    pub indices: Vec<i64>,
+    /// `[B, K]` keep mask (1.0 kept, 0.0 not).
+    pub keep: Vec<f32>,
+    /// `[B, K]` masked-softmax weights.
+    pub weights: Vec<f32>,
+    /// `[B, d]` weighted sums.
+    pub sum: Vec<f32>,
+    /// `[B, K, d]` gathered centres.
+    pub gathered: Vec<f32>,
+}
+
+/// Keeps the K best `(score, index)` of a stream of scores seen in increasing index order.
+/// Returns how many slots are filled (`min(K, N)`).
+fn top_k(scores: &[f32], vals: &mut [f32], idx: &mut [usize]) -> usize {
+    let k = vals.len();
+    let mut filled = 0usize;
+    for (i, &s) in scores.iter().enumerate() {
+        if filled == k {
+            // Strictly greater than the current K-th, or it does not enter (ties: lower index).
+            if s.partial_cmp(&vals[k - 1]) != Some(Ordering::Greater) {
+                continue;
+            }
+        }
+        // Position: after every kept score >= s.
+        let mut p = filled.min(k - 1);
+        while p > 0
+            && !matches!(
+                vals[p - 1].partial_cmp(&s),
+                Some(Ordering::Greater | Ordering::Equal)
+            )
+        {
+            p -= 1;
+        }
+        let last = filled.min(k - 1);
+        let mut j = last;
+        while j > p {
+            vals[j] = vals[j - 1];
+            idx[j] = idx[j - 1];
+            j -= 1;
+        }
+        vals[p] = s;
+        idx[p] = i;
+        if filled < k {
+            filled += 1;
+        }
+    }
+    filled
+}
+
+/// Runs the retrieval for every row of `query` (`[B, d]` row-major).
+pub fn retrieve(
+    table: &CentreTable,
+    k: usize,
+    query: &[f32],
+    wants: Wants,
+) -> Result<Retrieved, KernelError> {
+    let (n, d) = (table.n, table.d);
+    if k == 0 || k > n {
+        return Err(KernelError::BadK { k, n });
+    }
+    if !query.len().is_multiple_of(d) {
+        return Err(KernelError::BadQuery {
+            len: query.len(),
+            d,
+        });
+    }
+    let b = query.len() / d;
+    let need_weights = wants.weights || wants.sum;
+    let mut out = Retrieved::default();
+    if wants.values {
+        out.values = Vec::with_capacity(b * k);
+    }
+    if wants.indices {
+        out.indices = Vec::with_capacity(b * k);
+    }
+    if wants.keep {
+        out.keep = Vec::with_capacity(b * k);
+    }
+    if wants.weights {
+        out.weights = Vec::with_capacity(b * k);
+    }
+    if wants.sum {
+        out.sum = vec![0.0; b * d];
+    }
+    if wants.gathered {
+        out.gathered = Vec::with_capacity(b * k * d);
+    }
+    let mut scores = vec![0.0f32; n];
+    let mut vals = vec![0.0f32; k];
+    let mut idx = vec![0usize; k];
+    let mut w = vec![0.0f32; k];
+    for (row, q) in query.chunks_exact(d).enumerate() {
+        // Scores: s = Σ_j q_j · Mᵀ[j, :], accumulated in j order.
+        scores.iter_mut().for_each(|s| *s = 0.0);
+        for (&qj, col) in q.iter().zip(table.cols.chunks_exact(n)) {
+            for (s, &m) in scores.iter_mut().zip(col) {
+                *s += qj * m;
+            }
+        }
+        let filled = top_k(&scores, &mut vals, &mut idx);
+        debug_assert_eq!(filled, k);
+        if wants.values {
+            out.values.extend_from_slice(&vals);
+        }
+        if wants.indices {
+            out.indices.extend(idx.iter().map(|&i| i as i64));
+        }
+        if wants.keep {
+            out.keep
+                .extend(vals.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }));
+        }
+        if wants.gathered {
+            for &i in &idx {
+                out.gathered
+                    .extend_from_slice(&table.rows[i * d..(i + 1) * d]);
+            }
+        }
+        if need_weights {
+            // Kept scores are a prefix (the values are sorted); the first one is the maximum.
+            let kept = vals.iter().take_while(|&&v| v > 0.0).count();
+            w.iter_mut().for_each(|x| *x = 0.0);
+            if kept > 0 {
+                let m = vals[0];
+                let mut total = 0.0f32;
+                for (wk, &v) in w.iter_mut().zip(&vals).take(kept) {
+                    *wk = (v - m).exp();
+                    total += *wk;
+                }
+                for wk in w.iter_mut().take(kept) {
+                    *wk /= total;
+                }
+            }
+            if wants.weights {
+                out.weights.extend_from_slice(&w);
+            }
+            if wants.sum {
+                let acc = &mut out.sum[row * d..(row + 1) * d];
+                for (&wk, &i) in w.iter().zip(&idx).take(kept) {
+                    for (a, &m) in acc.iter_mut().zip(&table.rows[i * d..(i + 1) * d]) {
+                        *a += wk * m;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: Wants = Wants {
+        values: true,
+        indices: true,
+        keep: true,
+        weights: true,
+        sum: true,
+        gathered: true,
+    };
+
+    /// The reference: full scores, a stable sort (ties → lower index), the masked softmax.
+    fn naive(table: &CentreTable, k: usize, q: &[f32]) -> Retrieved {
+        let (n, d) = (table.n, table.d);
+        let mut out = Retrieved::default();
+        for row in q.chunks_exact(d) {
+            let s: Vec<f32> = (0..n)
+                .map(|i| (0..d).map(|j| row[j] * table.rows[i * d + j]).sum())
+                .collect();
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+            let top = &order[..k];
+            let kept: Vec<bool> = top.iter().map(|&i| s[i] > 0.0).collect();
+            let m = top
+                .iter()
+                .zip(&kept)
+                .filter(|(_, &k)| k)
+                .map(|(&i, _)| s[i])
+                .fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f32> = top
+                .iter()
+                .zip(&kept)
+                .map(|(&i, &k)| if k { (s[i] - m).exp() } else { 0.0 })
+                .collect();
+            let z: f32 = e.iter().sum();
+            let w: Vec<f32> = e
+                .iter()
+                .map(|x| if z > 0.0 { x / z } else { 0.0 })
+                .collect();
+            for (slot, &i) in top.iter().enumerate() {
+                out.values.push(s[i]);
+                out.indices.push(i as i64);
+                out.keep.push(if kept[slot] { 1.0 } else { 0.0 });
+                out.weights.push(w[slot]);
+                out.gathered
+                    .extend_from_slice(&table.rows[i * d..(i + 1) * d]);
+            }
+            for j in 0..d {
+                out.sum.push(
+                    top.iter()
+                        .zip(&w)
+                        .map(|(&i, &wk)| wk * table.rows[i * d + j])
+                        .sum(),
+                );
+            }
+        }
+        out
+    }
+
+    fn close(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 1e-6 + 1e-5 * y.abs())
+    }
+
+    fn check(table: &CentreTable, k: usize, q: &[f32]) -> Retrieved {
+        let got = retrieve(table, k, q, ALL).expect("kernel");
+        let want = naive(table, k, q);
+        assert_eq!(got.indices, want.indices);
+        assert_eq!(got.keep, want.keep);
+        assert!(close(&got.values, &want.values), "{got:?} {want:?}");
+        assert!(close(&got.weights, &want.weights), "{got:?} {want:?}");
+        assert!(close(&got.sum, &want.sum), "{got:?} {want:?}");
+        assert_eq!(got.gathered, want.gathered);
+        assert!(got.weights.iter().chain(&got.sum).all(|x| x.is_finite()));
+        got
+    }
+
+    #[test]
+    fn ties_go_to_the_lower_index() {
+        // Rows 1, 2 and 4 are equal; row 0 is the best.
+        let rows = vec![
+            3.0, 0.0, //
+            1.0, 1.0, //
+            1.0, 1.0, //
+            -1.0, 0.0, //
+            1.0, 1.0,
+        ];
+        let t = CentreTable::from_rows(5, 2, rows).expect("table");
+        let got = check(&t, 3, &[1.0, 1.0]);
+        assert_eq!(got.indices, vec![0, 1, 2]);
+        let got = check(&t, 4, &[0.0, 1.0]);
+        // Scores 0, 1, 1, 0, 1: the three ones (lower index first), then the first zero.
+        assert_eq!(got.indices, vec![1, 2, 4, 0]);
+        assert_eq!(got.keep, vec![1.0, 1.0, 1.0, 0.0]);
+        // All-equal scores.
+        let t = CentreTable::from_rows(4, 1, vec![2.0; 4]).expect("table");
+        assert_eq!(check(&t, 2, &[1.0]).indices, vec![0, 1]);
+        assert_eq!(check(&t, 2, &[-1.0]).indices, vec![0, 1]);
+    }
+
+    #[test]
+    fn nothing_kept_gives_zero_weights_and_sum() {
+        let t = CentreTable::from_rows(3, 2, vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]).expect("table");
+        for q in [[-1.0, -1.0], [0.0, 0.0]] {
+            let got = check(&t, 2, &q);
+            assert_eq!(got.keep, vec![0.0, 0.0]);
+            assert_eq!(got.weights, vec![0.0, 0.0]);
+            assert_eq!(got.sum, vec![0.0, 0.0]);
+        }
+        let zeros = CentreTable::from_rows(4, 3, vec![0.0; 12]).expect("table");
+        let got = check(&zeros, 3, &[1.0, 2.0, 3.0, -1.0, 0.5, 0.0]);
+        assert_eq!(got.indices, vec![0, 1, 2, 0, 1, 2]);
+        assert!(got.weights.iter().chain(&got.sum).all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn k_equal_to_n_and_partial_keep() {
+        let t = CentreTable::from_rows(3, 2, vec![1.0, 0.0, -2.0, 0.0, 0.5, 0.0]).expect("table");
+        let got = check(&t, 3, &[1.0, 7.0]);
+        assert_eq!(got.indices, vec![0, 2, 1]);
+        assert_eq!(got.keep, vec![1.0, 1.0, 0.0]);
+        assert!((got.weights.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(got.weights[2], 0.0);
+        assert_eq!(
+            retrieve(&t, 4, &[1.0, 0.0], ALL),
+            Err(KernelError::BadK { k: 4, n: 3 })
+        );
+        assert_eq!(
+            retrieve(&t, 0, &[1.0, 0.0], ALL),
+            Err(KernelError::BadK { k: 0, n: 3 })
+        );
+        assert!(retrieve(&t, 1, &[1.0, 0.0, 3.0], ALL).is_err());
+        assert!(CentreTable::from_rows(2, 2, vec![1.0]).is_err());
+    }
+
+    #[test]
+    fn random_tables_match_the_reference() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        for (n, d, k, b) in [(7, 6, 3, 5), (256, 32, 3, 9), (256, 8, 8, 17), (9, 4, 9, 3)] {
+            let rows: Vec<f32> = (0..n * d).map(|_| next()).collect();
+            let t = CentreTable::from_rows(n, d, rows.clone()).expect("table");
+            let q: Vec<f32> = (0..b * d).map(|_| next()).collect();
+            check(&t, k, &q);
+            // Both layouts give the same table.
+            let tt = CentreTable::from_transposed(d, n, t.cols.clone()).expect("table");
+            assert_eq!(tt, t);
+        }
+        // Empty batch.
+        let t = CentreTable::from_rows(2, 1, vec![1.0, 2.0]).expect("table");
+        assert_eq!(
+            retrieve(&t, 1, &[], ALL).expect("empty"),
+            Retrieved::default()
+        );
+    }
+}

@@ -1,0 +1,22 @@
+//! Fused centre retrieval for the embedded runtime (issue 8).
+//!
+//! The ONNX file `uie-compile` writes stays standard: retrieval is `MatMul` → `TopK` →
+//! `Greater` → `Cast` → masked `Softmax` → `Gather` → weighted sum, which every runtime runs. After
+//! loading, [`fuse_retrievals`] finds each such sub-graph in tract's typed model by structure and
+//! constants and replaces it with one op of this crate, [`UieRetrieval`], whose kernel
+//! ([`kernel::retrieve`]) streams over the centres keeping the K best scores and does the mask,
+//! the softmax, the gather and the weighted sum in the same pass. tract's TopK sorts every row of
+//! `[B, N]` scores; this is what made tract ~8× slower than ONNX Runtime at batch 256.
+//!
+//! [`Engine`](crate::Engine) applies the rewrite on load unless
+//! [`EngineOptions::fuse_retrieval`](crate::EngineOptions::fuse_retrieval) is false, and reports
+//! the count with [`Engine::fused_retrievals`](crate::Engine::fused_retrievals). The match rules
+//! are in [`pattern`].
+
+pub mod kernel;
+pub mod op;
+pub mod pattern;
+
+pub use kernel::{retrieve, CentreTable, KernelError, Retrieved, Wants};
+pub use op::{RetrievalOutput, UieRetrieval};
+pub use pattern::fuse_retrievals;

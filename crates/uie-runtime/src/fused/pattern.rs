@@ -1,0 +1,399 @@
+//! Finding the standard retrieval sub-graphs in a typed tract model and replacing them by
+//! [`UieRetrieval`].
+//!
+//! The match runs on the typed model as tract translates it from ONNX (before declutter, where
+//! nodes still map one to one onto the ONNX nodes of `uie-compile`'s lowering), and only by
+//! structure and constants — never by node names:
+//!
+//! 1. **Core** (required): a `Topk` on the last axis of a rank-2 f32 tensor, `largest`, with a
+//!    constant K (`1 ≤ K ≤ N`), whose input is a 2-D `EinSum` `mk,kn->mn` (ONNX `MatMul`) of an
+//!    f32 `[B, d]` query by a constant f32 `[d, N]` table `Mᵀ`. Gives `Values` and `Indices`.
+//! 2. **Keep**: `Cast<f32>(GT(values, c))` with `c` a one-element constant equal to 0.
+//! 3. **Weights**: the masked softmax of the values,
+//!    `Mul(Softmax_last(Add(Mul(values, keep), Mul(Sub(keep, 1), F))), keep)` with 1 and F
+//!    one-element constants, `F ≥ 200` (then `exp(−F − max)` is exactly 0 in f32, so the fill is
+//!    the same as a mask), any operand order for Mul and Add.
+//! 4. **Gathered**: `Gather(axis 0)` of `indices` (optionally through an i64→i64 `Cast`) from a
+//!    constant f32 `[N, d]` table exactly equal to the transpose of `Mᵀ`.
+//! 5. **Sum**: `Rm(1)(Reduce<Sum>[1](Mul(Add(2)(weights), gathered)))`.
+//!
+//! Only the outlets of matched nodes that have consumers outside the match (or are model outputs)
+//! are rewired to the fused op; everything else is left in place, and nodes left without
+//! consumers are pruned by tract later. A part that does not match is simply not fused (its
+//! standard nodes keep running); a core that does not match leaves the sub-graph unchanged. A
+//! rewiring that tract refuses (facts that disagree) skips that retrieval.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::array::{Gather, Topk};
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cast::Cast;
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
+
+use super::kernel::CentreTable;
+use super::op::{RetrievalOutput, UieRetrieval};
+
+/// Smallest accepted mask fill: `exp(−200)` is 0 in f32.
+const MIN_FILL: f32 = 200.0;
+
+/// One matched retrieval: the query, the op's parameters, and which outlets it replaces.
+struct Match {
+    name: String,
+    query: OutletId,
+    k: usize,
+    table: CentreTable,
+    with_weights: bool,
+    shunts: Vec<(OutletId, RetrievalOutput)>,
+}
+
+/// The single f32 value of a one-element constant outlet.
+fn scalar_f32(model: &TypedModel, outlet: OutletId) -> Option<f32> {
+    let t = model.outlet_fact(outlet).ok()?.konst.clone()?;
+    if t.len() != 1 || t.datum_type() != f32::datum_type() {
+        return None;
+    }
+    t.cast_to_scalar::<f32>().ok()
+}
+
+/// The f32 data of a constant outlet of the given rank, with its shape.
+fn const_f32(model: &TypedModel, outlet: OutletId, rank: usize) -> Option<(Vec<usize>, Vec<f32>)> {
+    let t = model.outlet_fact(outlet).ok()?.konst.clone()?;
+    if t.datum_type() != f32::datum_type() || t.rank() != rank {
+        return None;
+    }
+    let v = t.to_plain_array_view::<f32>().ok()?;
+    Some((t.shape().to_vec(), v.iter().copied().collect()))
+}
+
+/// Nodes consuming `outlet`.
+fn consumers(model: &TypedModel, outlet: OutletId) -> Vec<&TypedNode> {
+    model
+        .outlet_successors(outlet)
+        .iter()
+        .map(|inlet| model.node(inlet.node))
+        .collect()
+}
+
+/// The name of a binary op node (`Mul`, `Add`, `Sub`, `GT`, …).
+fn bin_name(node: &TypedNode) -> Option<&'static str> {
+    node.op_as::<TypedBinOp>().map(|b| b.0.name())
+}
+
+/// For a two-input node with `x` as one input, the other input.
+fn other_input(node: &TypedNode, x: OutletId) -> Option<OutletId> {
+    match node.inputs.as_slice() {
+        [a, b] if *a == x => Some(*b),
+        [a, b] if *b == x => Some(*a),
+        _ => None,
+    }
+}
+
+/// A binary node named `op` consuming `x` whose other input satisfies `pred`.
+fn find_bin<'m>(
+    model: &'m TypedModel,
+    x: OutletId,
+    op: &str,
+    pred: impl Fn(OutletId) -> bool,
+) -> Option<&'m TypedNode> {
+    consumers(model, x)
+        .into_iter()
+        .find(|n| bin_name(n) == Some(op) && other_input(n, x).is_some_and(&pred))
+}
+
+fn out0(node: &TypedNode) -> OutletId {
+    OutletId::new(node.id, 0)
+}
+
+/// Step 1: the TopK and its MatMul.
+fn match_core(model: &TypedModel, topk_node: &TypedNode) -> Option<Match> {
+    let topk = topk_node.op_as::<Topk>()?;
+    let [scores, k_in] = topk_node.inputs.as_slice() else {
+        return None;
+    };
+    let scores_fact = model.outlet_fact(*scores).ok()?;
+    if !topk.largest || scores_fact.rank() != 2 || topk.axis != 1 {
+        return None;
+    }
+    if scores_fact.datum_type != f32::datum_type() {
+        return None;
+    }
+    let k_t = model.outlet_fact(*k_in).ok()?.konst.clone()?;
+    if k_t.len() != 1 {
+        return None;
+    }
+    let k = usize::try_from(k_t.cast_to_scalar::<i64>().ok()?).ok()?;
+    let mm = model.node(scores.node);
+    let einsum = mm.op_as::<EinSum>()?;
+    if einsum.q_params.is_some()
+        || einsum.operating_dt != f32::datum_type()
+        || einsum.axes.to_string() != "mk,kn->mn"
+        || topk_node.outputs.len() != 2
+    {
+        return None;
+    }
+    let [query, table_t] = mm.inputs.as_slice() else {
+        return None;
+    };
+    let (shape, data) = const_f32(model, *table_t, 2)?;
+    let (d, n) = (shape[0], shape[1]);
+    let qf = model.outlet_fact(*query).ok()?;
+    if qf.datum_type != f32::datum_type()
+        || qf.rank() != 2
+        || qf.shape[1].to_usize().ok()? != d
+        || k == 0
+        || k > n
+    {
+        return None;
+    }
+    let table = CentreTable::from_transposed(d, n, data).ok()?;
+    Some(Match {
+        name: format!("{}.fused", topk_node.name),
+        query: *query,
+        k,
+        table,
+        with_weights: false,
+        shunts: vec![
+            (OutletId::new(topk_node.id, 0), RetrievalOutput::Values),
+            (OutletId::new(topk_node.id, 1), RetrievalOutput::Indices),
+        ],
+    })
+}
+
+/// Step 2: every `Cast<f32>(values > 0)`.
+fn match_keep(model: &TypedModel, values: OutletId) -> Vec<OutletId> {
+    let mut keep = Vec::new();
+    for gt in consumers(model, values) {
+        if bin_name(gt) != Some("GT") || gt.inputs.first() != Some(&values) {
+            continue;
+        }
+        let Some(&zero) = gt.inputs.get(1) else {
+            continue;
+        };
+        if scalar_f32(model, zero) != Some(0.0) {
+            continue;
+        }
+        for cast in consumers(model, out0(gt)) {
+            if cast
+                .op_as::<Cast>()
+                .is_some_and(|c| c.to == f32::datum_type())
+            {
+                keep.push(out0(cast));
+            }
+        }
+    }
+    keep
+}
+
+/// Step 3: the masked softmax of `values` by a keep outlet; returns the weights outlet.
+fn match_weights(model: &TypedModel, values: OutletId, keeps: &[OutletId]) -> Option<OutletId> {
+    let is_keep = |o: OutletId| keeps.contains(&o);
+    for &keep in keeps {
+        let Some(masked) = find_bin(model, values, "Mul", |o| o == keep) else {
+            continue;
+        };
+        let Some(minus) = consumers(model, keep).into_iter().find(|n| {
+            bin_name(n) == Some("Sub")
+                && n.inputs.first() == Some(&keep)
+                && n.inputs.get(1).and_then(|&o| scalar_f32(model, o)) == Some(1.0)
+        }) else {
+            continue;
+        };
+        let Some(fill) = find_bin(model, out0(minus), "Mul", |o| {
+            scalar_f32(model, o).is_some_and(|f| f.is_finite() && f >= MIN_FILL)
+        }) else {
+            continue;
+        };
+        let Some(logits) = find_bin(model, out0(masked), "Add", |o| o == out0(fill)) else {
+            continue;
+        };
+        let Some(sm) = consumers(model, out0(logits)).into_iter().find(|n| {
+            n.op_as::<Softmax>().is_some_and(|s| {
+                s.axes.as_slice() == [1]
+                    && s.kind == SoftmaxKind::Softmax
+                    && s.quant_output_dt.is_none()
+            })
+        }) else {
+            continue;
+        };
+        if let Some(w) = find_bin(model, out0(sm), "Mul", is_keep) {
+            return Some(out0(w));
+        }
+    }
+    None
+}
+
+/// Step 4: every `Gather(table, indices)` from the retrieval's own table.
+fn match_gathers(model: &TypedModel, indices: OutletId, table: &CentreTable) -> Vec<OutletId> {
+    let mut direct = vec![indices];
+    for n in consumers(model, indices) {
+        if n.op_as::<Cast>().is_some_and(|c| c.to == i64::datum_type()) {
+            direct.push(out0(n));
+        }
+    }
+    let mut found = Vec::new();
+    for idx in direct {
+        for g in consumers(model, idx) {
+            let Some(op) = g.op_as::<Gather>() else {
+                continue;
+            };
+            if op.axis != 0 || op.output_type.is_some() || g.inputs.get(1) != Some(&idx) {
+                continue;
+            }
+            let Some((shape, data)) = g.inputs.first().and_then(|&t| const_f32(model, t, 2)) else {
+                continue;
+            };
+            if shape == [table.centres(), table.width()] && data == table.rows() {
+                found.push(out0(g));
+            }
+        }
+    }
+    found
+}
+
+/// Step 5: `Σ_k weights_k · gathered_k`; returns the sum outlet.
+fn match_sum(model: &TypedModel, weights: OutletId, gathered: &[OutletId]) -> Option<OutletId> {
+    for unsq in consumers(model, weights) {
+        if unsq.op_as::<AxisOp>() != Some(&AxisOp::Add(2)) {
+            continue;
+        }
+        let Some(terms) = find_bin(model, out0(unsq), "Mul", |o| gathered.contains(&o)) else {
+            continue;
+        };
+        for red in consumers(model, out0(terms)) {
+            let Some(r) = red.op_as::<Reduce>() else {
+                continue;
+            };
+            if r.axes.as_slice() != [1] || r.reducer != Reducer::Sum {
+                continue;
+            }
+            for rm in consumers(model, out0(red)) {
+                if rm.op_as::<AxisOp>() == Some(&AxisOp::Rm(1)) {
+                    return Some(out0(rm));
+                }
+            }
+        }
+    }
+    None
+}
+
+fn match_retrieval(model: &TypedModel, topk: &TypedNode) -> Option<Match> {
+    let mut m = match_core(model, topk)?;
+    let values = OutletId::new(topk.id, 0);
+    let indices = OutletId::new(topk.id, 1);
+    let keeps = match_keep(model, values);
+    for &k in &keeps {
+        m.shunts.push((k, RetrievalOutput::Keep));
+    }
+    let gathered = match_gathers(model, indices, &m.table);
+    for &g in &gathered {
+        m.shunts.push((g, RetrievalOutput::Gathered));
+    }
+    if let Some(w) = match_weights(model, values, &keeps) {
+        m.with_weights = true;
+        m.shunts.push((w, RetrievalOutput::Weights));
+        if let Some(s) = match_sum(model, w, &gathered) {
+            m.shunts.push((s, RetrievalOutput::Sum));
+        }
+    }
+    Some(m)
+}
+
+/// Whether an outlet is used at all (a consumer or a model output).
+fn is_used(model: &TypedModel, outlet: OutletId) -> bool {
+    !model.outlet_successors(outlet).is_empty() || model.outputs.contains(&outlet)
+}
+
+/// Applies one match to a copy of `model`, rewiring only the outlets whose kind is in `keep`
+/// (all when `None`). Returns the rewritten, compacted copy and the kinds its fused node outputs,
+/// or `None` when tract refuses the rewiring.
+fn apply(
+    model: &TypedModel,
+    m: &Match,
+    keep: Option<&BTreeSet<RetrievalOutput>>,
+) -> Option<(TypedModel, BTreeSet<RetrievalOutput>)> {
+    let shunts: Vec<(OutletId, RetrievalOutput)> = m
+        .shunts
+        .iter()
+        .copied()
+        .filter(|(o, kind)| is_used(model, *o) && keep.is_none_or(|k| k.contains(kind)))
+        .collect();
+    let outputs: Vec<RetrievalOutput> = shunts
+        .iter()
+        .map(|(_, kind)| *kind)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if outputs.is_empty() {
+        return None;
+    }
+    let op = UieRetrieval {
+        k: m.k,
+        centres: Arc::new(m.table.clone()),
+        with_weights: m.with_weights,
+        outputs: outputs.clone(),
+    };
+    let mut patch = TypedModelPatch::new(format!("fuse retrieval {}", m.name));
+    let q = patch.tap_model(model, m.query).ok()?;
+    let wired = patch.wire_node(&m.name, op, &[q]).ok()?;
+    for (outlet, kind) in &shunts {
+        let slot = outputs.iter().position(|o| o == kind)?;
+        let by = *wired.get(slot)?;
+        patch.shunt_outside(model, *outlet, by).ok()?;
+    }
+    let mut out = model.clone();
+    patch.apply(&mut out).ok()?;
+    out.compact().ok()?;
+    // The kinds the rewritten model actually reads from the fused node.
+    let node = out.nodes().iter().rev().find(|n| {
+        n.op_as::<UieRetrieval>()
+            .is_some_and(|op| op.outputs == outputs && n.name.starts_with(&m.name))
+    })?;
+    let used = outputs
+        .iter()
+        .enumerate()
+        .filter(|(slot, _)| is_used(&out, OutletId::new(node.id, *slot)))
+        .map(|(_, kind)| *kind)
+        .collect();
+    Some((out, used))
+}
+
+/// Rewrites every recognised retrieval sub-graph of `model` into one [`UieRetrieval`] node;
+/// returns how many it rewrote. A sub-graph that is not recognised is left unchanged.
+pub fn fuse_retrievals(model: &mut TypedModel) -> TractResult<usize> {
+    let topks: Vec<String> = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<Topk>())
+        .map(|n| n.name.clone())
+        .collect();
+    let mut fused = 0;
+    for name in topks {
+        // Node ids change as the model is compacted: find the TopK again by its name.
+        let Some(topk) = model
+            .nodes()
+            .iter()
+            .find(|n| n.name == name && n.op_is::<Topk>())
+        else {
+            continue;
+        };
+        let Some(m) = match_retrieval(model, topk) else {
+            continue;
+        };
+        // First pass: rewire everything matched, see which fused outputs stay in use (outlets
+        // consumed only inside the matched sub-graph die with it); second pass: rewire those.
+        let Some((first, used)) = apply(model, &m, None) else {
+            continue;
+        };
+        let rewritten = match apply(model, &m, Some(&used)) {
+            Some((second, again)) if again == used => second,
+            _ => first,
+        };
+        *model = rewritten;
+        fused += 1;
+    }
+    Ok(fused)
+}

@@ -1,0 +1,57 @@
+//! `uie-serve`: serves a compiled uie model over HTTP with the KServe v2 inference protocol.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use uie_serve::{ModelHandle, ServeConfig, Server};
+
+/// Serves a compiled uie model (KServe v2 / Triton HTTP protocol) until SIGINT or SIGTERM.
+#[derive(Parser)]
+#[command(name = "uie-serve", version, about)]
+struct Cli {
+    /// The model file written by `uie-compile build` (external data is read beside it).
+    #[arg(long)]
+    model: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    addr: String,
+    /// Worker threads running requests.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Largest batch (rows) one request may carry.
+    #[arg(long, default_value_t = 256)]
+    max_batch: usize,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_body_bytes: usize,
+    /// The model's name in URLs (default: the model's `uie.model_name`).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let handle = ModelHandle::load(&cli.model)
+        .with_context(|| format!("loading {}", cli.model.display()))?;
+    let config = ServeConfig {
+        addr: cli.addr,
+        workers: cli.workers,
+        max_batch: cli.max_batch,
+        max_body_bytes: cli.max_body_bytes,
+        model_name: cli.name,
+    };
+    let server = Server::start(handle, &config)?;
+    let stopper = server.stopper();
+    ctrlc::set_handler(move || stopper.stop()).context("installing the signal handler")?;
+    eprintln!(
+        "uie-serve: model {} on http://{} ({} workers, max batch {})",
+        server.model_name(),
+        server.addr(),
+        config.workers,
+        config.max_batch
+    );
+    server.wait();
+    eprintln!("uie-serve: stopped");
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! A small PLE + UIE model with a behaviour sequence (every UIE module on) and seeded random
+//! weights, compiled to ONNX, plus request rows: shared by the serving tests.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use uie_model::checkpoint::FORMAT_VERSION;
+use uie_model::{Checkpoint, CheckpointMeta, Config, Plan, Tensor, TensorMap};
+use uie_runtime::{Batch, Value};
+
+/// History width `L` of the requests.
+pub const L: usize = 5;
+
+/// The config (the compiler tests' `TINY_UIE`).
+pub const CONFIG: &str = r#"
+[model]
+name = "tiny_uie"
+embed_dim = 4
+
+[features]
+dense = ["age"]
+sequence = { item_field = "movie_id", max_len = 5 }
+
+[[features.categorical]]
+name = "user_id"
+buckets = 10
+
+[[features.categorical]]
+name = "movie_id"
+buckets = 20
+group = "item"
+
+[[features.categorical]]
+name = "genre"
+buckets = 8
+group = "item"
+
+[ple]
+levels = 1
+shared_experts = 1
+specific_experts = 1
+expert_hidden = [8]
+
+[[tasks]]
+name = "watch"
+
+[[tasks]]
+name = "like"
+
+[uie]
+dim = 6
+aux_task = "watch"
+user_field = "user_id"
+user_tower = [5]
+item_tower = []
+upe = { enabled = true, centres = 7, k = 3 }
+ucbe = { enabled = true, centres = 5, k = 2, rho_p = 0.1 }
+ucse = { enabled = true, centres = 9, k = 4 }
+"#;
+
+/// xorshift64*: seeded weights.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+}
+
+/// A checkpoint with seeded random weights.
+pub fn checkpoint(seed: u64) -> Checkpoint {
+    let config = Config::from_toml_str(CONFIG).expect("config");
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut weights = TensorMap::new();
+    for spec in Plan::new(&config).tensor_specs() {
+        let n: usize = spec.shape.iter().product();
+        let (lo, hi) = if spec.name == "dense.std" {
+            (0.5, 2.0)
+        } else {
+            (-0.8, 0.8)
+        };
+        let v = (0..n).map(|_| rng.uniform(lo, hi)).collect();
+        weights.insert(spec.name, Tensor::f32(spec.shape, v));
+    }
+    Checkpoint {
+        config,
+        weights,
+        meta: CheckpointMeta {
+            format_version: FORMAT_VERSION,
+            producer: "uie-e2e serve_model".into(),
+            epoch: 0,
+            metrics: BTreeMap::new(),
+        },
+        golden: None,
+        extra: BTreeMap::new(),
+    }
+}
+
+/// Writes the checkpoint of `seed` to `<dir>/ckpt` and compiles it to `<dir>/<file>`.
+pub fn compiled(dir: &Path, seed: u64, file: &str) -> PathBuf {
+    let ckpt = dir.join(format!("ckpt-{seed}"));
+    if !ckpt.exists() {
+        checkpoint(seed).write(&ckpt).expect("write checkpoint");
+    }
+    let out = dir.join(file);
+    uie_compile::pipeline::compile_to_file(&ckpt, &out).expect("compile");
+    out
+}
+
+/// Graph-input tensors of `n` rows (ids small, negative and huge; `hist_len` cycling `0..=L`).
+pub fn tensors(n: usize, seed: u64) -> Vec<(String, Value)> {
+    let mut rng = Rng(seed | 1);
+    let ids = |rng: &mut Rng| -> Vec<i64> {
+        (0..n)
+            .map(|i| match i % 3 {
+                0 => (rng.next() % 50) as i64,
+                1 => -((rng.next() % 1000) as i64) - 1,
+                _ => rng.next() as i64,
+            })
+            .collect()
+    };
+    vec![
+        (
+            "user_id".into(),
+            Value::I64 {
+                shape: vec![n],
+                data: ids(&mut rng),
+            },
+        ),
+        (
+            "movie_id".into(),
+            Value::I64 {
+                shape: vec![n],
+                data: ids(&mut rng),
+            },
+        ),
+        (
+            "genre".into(),
+            Value::I64 {
+                shape: vec![n],
+                data: ids(&mut rng),
+            },
+        ),
+        (
+            "dense".into(),
+            Value::F32 {
+                shape: vec![n, 1],
+                data: (0..n).map(|_| rng.uniform(-3.0, 50.0)).collect(),
+            },
+        ),
+        (
+            "hist_items".into(),
+            Value::I64 {
+                shape: vec![n, L],
+                data: (0..n * L).map(|_| (rng.next() % 40) as i64 - 5).collect(),
+            },
+        ),
+        (
+            "hist_len".into(),
+            Value::I64 {
+                shape: vec![n],
+                data: (0..n).map(|r| (r % (L + 1)) as i64).collect(),
+            },
+        ),
+    ]
+}
+
+/// The same rows as a typed [`Batch`].
+pub fn batch(n: usize, seed: u64) -> Batch {
+    let t = tensors(n, seed);
+    let i64s = |k: usize| t[k].1.as_i64().expect("i64").to_vec();
+    Batch::new()
+        .ids("user_id", i64s(0))
+        .ids("movie_id", i64s(1))
+        .ids("genre", i64s(2))
+        .numbers("age", t[3].1.as_f32().expect("f32").to_vec())
+        .history(i64s(4), i64s(5), L)
+}
