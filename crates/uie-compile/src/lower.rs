@@ -8,7 +8,8 @@
 //! towers: Linear+ReLU … → Linear → Sigmoid;  Concat → probs f32[N,T]
 //! ```
 //!
-//! The gate mix is `ReduceSum_axis1(Unsqueeze(g, 2) · Concat_axis1(Unsqueeze(e_j, 1)))`. Node names
+//! The gate mix is `ReduceSum_axis1(Unsqueeze(g, 2) · Concat_axis1(Unsqueeze(e_j, 1)))` (a
+//! batched MatMul `[N, 1, E] · [N, E, W]` measured slower in tract here: BENCHMARKS.md). Node names
 //! are `<tensor prefix>/<OpType>` (e.g. `ple.l0.income.expert1.fc0/MatMul`), value names
 //! `<tensor prefix>.<step>`; weights keep their checkpoint names as initializer names.
 //!
@@ -19,17 +20,18 @@
 //! ```text
 //! seq/…      rows = hist_items mod H_item; H = Gather(E_item, rows) [N,L,d_e]
 //!            m = Cast(Less(CumSum_excl(ones[N,L]), hist_len[N,1]))            (j < hist_len)
-//!            s = ReduceSum_2(H · Unsqueeze(e_item·W_q, 1)) · 1/sqrt(d_e)
-//!            a = Softmax(s·m + (m − 1)·1e9) · m;  seq = ReduceSum_1(Unsqueeze(a, 2) · H)
+//!            s = ReduceSum_2(MatMul(H, Unsqueeze(e_item·W_q, 2))) · 1/sqrt(d_e)
+//!            a = Softmax(s·m + (m − 1)·1e9) · m;  seq = ReduceSum_1(MatMul(Unsqueeze(a, 1), H))
 //! aux.user…  v_u = T_u(concat(user-field embeddings))
 //! R(q, M, K) s = q · Mᵀ (Mᵀ a compile-time initializer); s_k, i_k = TopK(s, K)
 //!            keep = Cast(Greater(s_k, 0)); a = Softmax(s_k·keep + (keep − 1)·1e9) · keep
 //!            r = ReduceSum_1(Unsqueeze(a, 2) · Gather(M, i_k))
 //! uie.upe/…  e_upe = G_upe(concat(R(v_u, M_upe, K1), v_u))
 //! uie.ucbe/… e_ucbe = G_ucbe(Gather(P, user_id mod H_user))
-//! uie.ucse/… q_u = ReduceSum_1(H · Unsqueeze(m, 2)) / Max(hist_len, 1); i_k, keep from R(q_u, …)
+//! uie.ucse/… q_u = ReduceSum_1(MatMul(Unsqueeze(m, 1), H)) / Max(hist_len, 1); i_k, keep from R(q_u, …)
 //!            C = Gather(M_ucse, i_k); t = e_item · W_t; b = masked softmax of
-//!            ReduceSum_2(C · Unsqueeze(t, 1)) · 1/sqrt(d_e); e_ucse = G_ucse(ReduceSum_1(b · C))
+//!            ReduceSum_2(MatMul(C, Unsqueeze(t, 2))) · 1/sqrt(d_e);
+//!            e_ucse = G_ucse(ReduceSum_1(MatMul(Unsqueeze(b, 1), C)))
 //! ```
 //!
 //! Every Gather index comes out of a `Mod` or a `TopK`, so it is always in range. Nodes of these
@@ -429,7 +431,9 @@ impl Lowerer<'_> {
         self.step(prefix, step, Op::ReduceSum { keepdims: false }, &[wv, ax1])
     }
 
-    /// `ReduceSum_2(v · Unsqueeze(q, 1)) · scale`: `v` `[N, K, w]`, `q` `[N, w]` → `[N, K]`.
+    /// `(v · Unsqueeze(q, 2))[.., 0] · scale`: `v` `[N, K, w]`, `q` `[N, w]` → `[N, K]`, the
+    /// dot of each row of `v` with `q` as one batched MatMul `[N, K, w] · [N, w, 1]` (the trailing
+    /// unit axis dropped by a one-term ReduceSum).
     fn scores(
         &mut self,
         prefix: &str,
@@ -437,18 +441,34 @@ impl Lowerer<'_> {
         q: ValueId,
         scale: f32,
     ) -> Result<ValueId, CompileError> {
-        let ax1 = self.axes(&[1])?;
         let ax2 = self.axes(&[2])?;
-        let q3 = self.step(prefix, "query3", Op::Unsqueeze, &[q, ax1])?;
-        let prod = self.step(prefix, "products", Op::Mul, &[v, q3])?;
+        let q3 = self.step(prefix, "query3", Op::Unsqueeze, &[q, ax2])?;
+        let dot3 = self.step(prefix, "dots3", Op::MatMul, &[v, q3])?;
         let dot = self.step(
             prefix,
             "dots",
             Op::ReduceSum { keepdims: false },
-            &[prod, ax2],
+            &[dot3, ax2],
         )?;
         let c = self.constant(&format!("{prefix}.scale"), Tensor::f32(vec![], vec![scale]))?;
         self.step(prefix, "scores", Op::Mul, &[dot, c])
+    }
+
+    /// `Σ_k w_k · V_k` as one batched MatMul `[N, 1, K] · [N, K, width]` (the unit axis dropped by
+    /// a one-term ReduceSum): `w` `[N, K]`, `v` `[N, K, width]` → `[N, width]`. The retrieval's
+    /// own sum stays [`Self::weighted_sum`] (the form the runtime's fused-retrieval matcher
+    /// recognises).
+    fn batched_sum(
+        &mut self,
+        prefix: &str,
+        step: &str,
+        w: ValueId,
+        v: ValueId,
+    ) -> Result<ValueId, CompileError> {
+        let ax1 = self.axes(&[1])?;
+        let w3 = self.step(prefix, &format!("{step}_w3"), Op::Unsqueeze, &[w, ax1])?;
+        let wv = self.step(prefix, &format!("{step}_mm"), Op::MatMul, &[w3, v])?;
+        self.step(prefix, step, Op::ReduceSum { keepdims: false }, &[wv, ax1])
     }
 
     /// `R(query, M, K)` of §5 (indices and keep always; `r` when `with_r`).
@@ -619,7 +639,7 @@ impl Lowerer<'_> {
         let scale = 1.0 / (self.plan.embed_dim as f32).sqrt();
         let s = self.scores(p, h, q, scale)?;
         let a = self.masked_softmax(p, s, mask)?;
-        let pooled = self.weighted_sum(p, "pooled", a, h)?;
+        let pooled = self.batched_sum(p, "pooled", a, h)?;
         Ok((pooled, SeqValues { h, mask, len: len2 }))
     }
 
@@ -764,17 +784,8 @@ impl Lowerer<'_> {
             .ok_or_else(|| CompileError::InvalidGraph("UCSE needs a sequence".into()))?;
         let p = "uie.ucse";
         // q_u = Σ_{j < hist_len} H_j / max(hist_len, 1).
-        let ax1 = self.axes(&[1])?;
-        let ax2 = self.axes(&[2])?;
         let one = self.scalar("1", 1.0)?;
-        let m3 = self.step(p, "mask3", Op::Unsqueeze, &[mask, ax2])?;
-        let hm = self.step(p, "masked_history", Op::Mul, &[h, m3])?;
-        let sum = self.step(
-            p,
-            "history_sum",
-            Op::ReduceSum { keepdims: false },
-            &[hm, ax1],
-        )?;
+        let sum = self.batched_sum(p, "history_sum", mask, h)?;
         let count = self.step(p, "count", Op::Max, &[len, one])?;
         let q_u = self.step(p, "q_u", Op::Div, &[sum, count])?;
         let got = self.retrieve(p, q_u, &ucse.retrieval, false)?;
@@ -788,7 +799,7 @@ impl Lowerer<'_> {
         let att = format!("{p}.attn");
         let score = self.scores(&att, c, t, scale)?;
         let b = self.masked_softmax(&att, score, got.keep)?;
-        let pooled = self.weighted_sum(p, "pooled", b, c)?;
+        let pooled = self.batched_sum(p, "pooled", b, c)?;
         self.debug.push(("debug.ucse.pooled", pooled));
         let e = self.mlp(&ucse.gen, pooled)?;
         self.debug.push(("debug.e_ucse", e));

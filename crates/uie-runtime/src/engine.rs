@@ -210,7 +210,7 @@ impl Engine {
                 fused = fuse_or_keep(&mut typed);
             }
             let typed = if opts.optimize {
-                typed.into_optimized()?
+                optimize(typed)?
             } else {
                 typed
             };
@@ -327,6 +327,81 @@ impl Engine {
             .map(|(t, name)| Ok((name.clone(), Value::from_tensor(t)?)))
             .collect()
     }
+}
+
+/// The accumulated time of one node of the optimised plan, from [`Engine::profile`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeTime {
+    /// The node name (after tract's optimiser: the ONNX node name, possibly with a suffix).
+    pub name: String,
+    /// tract's op name (e.g. `OptMatMul`, `Gather`).
+    pub op: String,
+    /// Total wall time over all profiled runs, in nanoseconds.
+    pub nanos: u128,
+}
+
+impl Engine {
+    /// Runs the plan `runs` times on `inputs` and returns the wall time spent in each node, in
+    /// plan order (a diagnostic for finding where tract spends its time; inputs are checked as in
+    /// [`Engine::run`] by a first plain run).
+    pub fn profile(
+        &self,
+        inputs: &[(&str, Value)],
+        runs: usize,
+    ) -> Result<Vec<NodeTime>, RuntimeError> {
+        self.run(inputs)?;
+        let mut values = TVec::new();
+        for spec in self.inputs.iter() {
+            if let Some((_, v)) = inputs.iter().find(|(n, _)| *n == spec.name) {
+                values.push(v.to_tvalue(&spec.name)?);
+            }
+        }
+        let model = self.plan.model();
+        let mut times = vec![0u128; model.nodes().len()];
+        let timed = catch_unwind(AssertUnwindSafe(|| -> TractResult<()> {
+            let mut state = self.plan.spawn()?;
+            for _ in 0..runs {
+                state.run_plan_with_eval(values.clone(), |ctx, op_state, node, ins| {
+                    let t0 = std::time::Instant::now();
+                    let r = tract_onnx::tract_core::plan::eval(ctx, op_state, node, ins);
+                    times[node.id] += t0.elapsed().as_nanos();
+                    r
+                })?;
+            }
+            Ok(())
+        }));
+        match timed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(RuntimeError::Run(format!("{e:#}"))),
+            Err(_) => return Err(RuntimeError::Run("tract panicked".into())),
+        }
+        Ok(model
+            .nodes()
+            .iter()
+            .map(|n| NodeTime {
+                name: n.name.clone(),
+                op: n.op().name().to_string(),
+                nanos: times[n.id],
+            })
+            .collect())
+    }
+}
+
+/// tract's `into_optimized` (declutter, then codegen), except that the declutter pass
+/// `ConcatThenEinsum` is left out: it splits every MatMul that reads a Concat into one MatMul
+/// per concatenated part plus a chain of Adds. The backbone input `x` is a Concat of a dozen
+/// parts read by every first expert and gate layer, so the split turned ~12 MatMuls into ~120
+/// MatMuls and ~90 Adds (the largest cost in the profile, see BENCHMARKS.md). The math is the
+/// same either way (one MatMul over the concatenated row).
+fn optimize(mut typed: TypedModel) -> TractResult<TypedModel> {
+    use tract_onnx::tract_core::optim::Optimizer;
+    let mut declutter = Optimizer::declutter();
+    declutter
+        .passes
+        .retain(|p| !format!("{p:?}").starts_with("ConcatThenEinsum"));
+    declutter.optimize(&mut typed)?;
+    typed.optimize()?;
+    Ok(typed)
 }
 
 /// Applies the retrieval rewrite; on any failure (error or panic) the model is left as loaded.

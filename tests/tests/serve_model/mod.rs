@@ -13,52 +13,8 @@ use uie_runtime::{Batch, Value};
 /// History width `L` of the requests.
 pub const L: usize = 5;
 
-/// The config (the compiler tests' `TINY_UIE`).
-pub const CONFIG: &str = r#"
-[model]
-name = "tiny_uie"
-embed_dim = 4
-
-[features]
-dense = ["age"]
-sequence = { item_field = "movie_id", max_len = 5 }
-
-[[features.categorical]]
-name = "user_id"
-buckets = 10
-
-[[features.categorical]]
-name = "movie_id"
-buckets = 20
-group = "item"
-
-[[features.categorical]]
-name = "genre"
-buckets = 8
-group = "item"
-
-[ple]
-levels = 1
-shared_experts = 1
-specific_experts = 1
-expert_hidden = [8]
-
-[[tasks]]
-name = "watch"
-
-[[tasks]]
-name = "like"
-
-[uie]
-dim = 6
-aux_task = "watch"
-user_field = "user_id"
-user_tower = [5]
-item_tower = []
-upe = { enabled = true, centres = 7, k = 3 }
-ucbe = { enabled = true, centres = 5, k = 2, rho_p = 0.1 }
-ucse = { enabled = true, centres = 9, k = 4 }
-"#;
+/// The config: `fixtures/configs/tiny-uie.toml`, shared with the compiler tests.
+pub const CONFIG: &str = include_str!("../../../fixtures/configs/tiny-uie.toml");
 
 /// xorshift64*: seeded weights.
 struct Rng(u64);

@@ -281,6 +281,22 @@ pub fn op_cases() -> Result<Vec<OpCase>, CompileError> {
                 Feed(rand(&[5, 1], 6, -2.0, 2.0)),
             ],
         )?,
+        case(
+            "matmul/batched_2x1x5_by_fed_2x5x3",
+            Op::MatMul,
+            vec![
+                Feed(rand(&[2, 1, 5], 22, -2.0, 2.0)),
+                Feed(rand(&[2, 5, 3], 23, -2.0, 2.0)),
+            ],
+        )?,
+        case(
+            "matmul/batched_3x4x2_by_fed_3x2x1",
+            Op::MatMul,
+            vec![
+                Feed(rand(&[3, 4, 2], 24, -2.0, 2.0)),
+                Feed(rand(&[3, 2, 1], 25, -2.0, 2.0)),
+            ],
+        )?,
         // Element-wise binary ops with broadcasting.
         case(
             "add/broadcast_const_row",

@@ -265,53 +265,8 @@ pub fn direct_forward(ck: &Checkpoint, batch: &RawBatch) -> Vec<f32> {
     out
 }
 
-/// A small model with a behaviour sequence and every UIE module on (the `SMALL_UIE` config of
-/// `uie_model::test_support`).
-pub const TINY_UIE: &str = r#"
-[model]
-name = "tiny_uie"
-embed_dim = 4
-
-[features]
-dense = ["age"]
-sequence = { item_field = "movie_id", max_len = 5 }
-
-[[features.categorical]]
-name = "user_id"
-buckets = 10
-
-[[features.categorical]]
-name = "movie_id"
-buckets = 20
-group = "item"
-
-[[features.categorical]]
-name = "genre"
-buckets = 8
-group = "item"
-
-[ple]
-levels = 1
-shared_experts = 1
-specific_experts = 1
-expert_hidden = [8]
-
-[[tasks]]
-name = "watch"
-
-[[tasks]]
-name = "like"
-
-[uie]
-dim = 6
-aux_task = "watch"
-user_field = "user_id"
-user_tower = [5]
-item_tower = []
-upe = { enabled = true, centres = 7, k = 3 }
-ucbe = { enabled = true, centres = 5, k = 2, rho_p = 0.1 }
-ucse = { enabled = true, centres = 9, k = 4 }
-"#;
+/// A small model with a behaviour sequence and every UIE module on (`fixtures/configs/tiny-uie.toml`).
+pub const TINY_UIE: &str = include_str!("../../../../fixtures/configs/tiny-uie.toml");
 
 /// A centre table whose rows cluster around one direction `u` (so a query pointing away from
 /// `u` scores every centre ≤ 0 and retrieves nothing), with row 2 duplicated at row 5 (a tie).
