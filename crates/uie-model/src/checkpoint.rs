@@ -308,12 +308,69 @@ fn sibling(dir: &Path, suffix: &str) -> Result<PathBuf, ModelError> {
     Ok(dir.with_file_name(hidden))
 }
 
+/// Finishes a replacement that a crash interrupted. [`write_dir_atomically`] moves the previous
+/// checkpoint aside to `.<name>.old` just before renaming the new one into place; a process killed
+/// between the two renames leaves no `<name>` but a complete `.<name>.old`. This moves it back and
+/// returns true; otherwise it changes nothing. [`Checkpoint::read`] and every write call it first.
+pub fn recover_interrupted_write(dir: &Path) -> Result<bool, ModelError> {
+    let old = sibling(dir, ".old")?;
+    if dir.exists() || !old.is_dir() {
+        return Ok(false);
+    }
+    fs::rename(&old, dir).map_err(|e| ModelError::io(dir, e))?;
+    sync_parent(dir);
+    Ok(true)
+}
+
+/// Removes `.<name>.tmp-<pid>` siblings left by writers that were killed (their process is gone;
+/// only checked where `/proc` exists). Best effort: a failure leaves the directory in place.
+fn remove_stale_temporaries(dir: &Path) {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let alive = pid.parse::<u32>().map_or(true, |pid| {
+            pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if !alive {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Syncs the directory holding `path`, so a rename survives a power loss too (best effort).
+fn sync_parent(path: &Path) {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Ok(d) = fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
 /// Writes a whole directory atomically: `files` go into a hidden temporary sibling which is then
 /// renamed to `dir`. An existing `dir` is replaced (moved aside, then removed after the rename).
 pub fn write_dir_atomically(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), ModelError> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
     }
+    recover_interrupted_write(dir)?;
+    remove_stale_temporaries(dir);
     let tmp = sibling(dir, &format!(".tmp-{}", std::process::id()))?;
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
@@ -331,6 +388,7 @@ pub fn write_dir_atomically(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), M
             fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
         }
         fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))?;
+        sync_parent(dir);
         if old.exists() {
             fs::remove_dir_all(&old).map_err(|e| ModelError::io(&old, e))?;
         }
@@ -391,6 +449,7 @@ impl Checkpoint {
 
     /// Reads and validates a checkpoint directory. Producer-private files are read into `extra`.
     pub fn read(dir: &Path) -> Result<Checkpoint, ModelError> {
+        recover_interrupted_write(dir)?;
         if !dir.is_dir() {
             return Err(ModelError::io(
                 dir,
@@ -544,5 +603,28 @@ mod tests {
         fs::write(&w, &bytes[..bytes.len() / 2]).expect("truncate");
         let e = Checkpoint::read(&dir).expect_err("truncated");
         assert!(e.to_string().contains("weights.safetensors"), "{e}");
+    }
+
+    #[test]
+    fn a_replacement_interrupted_between_the_renames_is_recovered() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("last");
+        let ck = tiny_checkpoint();
+        ck.write(&dir).expect("write");
+        // The state a SIGKILL between the two renames leaves: the old checkpoint moved aside,
+        // the new one still under its temporary name (from a process that no longer exists).
+        fs::rename(&dir, tmp.path().join(".last.old")).expect("move aside");
+        fs::create_dir(tmp.path().join(".last.tmp-4000000000")).expect("stale temporary");
+        let back = Checkpoint::read(&dir).expect("recovered on read");
+        assert_eq!(back.weights, ck.weights);
+        assert!(!tmp.path().join(".last.old").exists());
+        // The next write cleans the dead writer's temporary and replaces normally.
+        ck.write(&dir).expect("write again");
+        let mut names: Vec<_> = fs::read_dir(tmp.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["last".to_string()]);
     }
 }
