@@ -12,7 +12,9 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use uie_model::{Tensor, TensorData};
+use uie_model::schema::{MEMORY_UCBE, MEMORY_UCSE, MEMORY_UPE};
+use uie_model::{Checkpoint, Config, Plan, Tensor, TensorData, TensorMap};
+use uie_train::data::Splits;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -171,4 +173,105 @@ pub fn run_onnxruntime_batch(jobs: &[OrtJob]) -> Result<BTreeMap<String, OrtResu
         results.insert(job.name.clone(), result);
     }
     Ok(results)
+}
+
+/// xorshift64*: the seeded generator of the e2e tests' weights and rows.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A uniform value in `[lo, hi)`.
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+}
+
+/// A checkpoint of `config` with seeded random weights for every tensor of its plan: uniform in
+/// `±scale`, except `dense.std` in `[0.5, 2)`.
+pub fn random_checkpoint(config: Config, seed: u64, scale: f32, producer: &str) -> Checkpoint {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut weights = TensorMap::new();
+    for spec in Plan::new(&config).tensor_specs() {
+        let n: usize = spec.shape.iter().product();
+        let (lo, hi) = if spec.name == "dense.std" {
+            (0.5, 2.0)
+        } else {
+            (-scale, scale)
+        };
+        let v = (0..n).map(|_| rng.uniform(lo, hi)).collect();
+        weights.insert(spec.name, Tensor::f32(spec.shape, v));
+    }
+    Checkpoint::new(config, weights, producer)
+}
+
+/// Trains a full-UIE checkpoint briefly on the real MovieLens data (`models/movielens-uie.toml`,
+/// one warm-up epoch and one full epoch) into `dir/run`; returns its `best/` checkpoint and the
+/// data splits.
+pub fn train_movielens_uie(dir: &Path) -> Result<(Checkpoint, Splits)> {
+    let mut config = Config::load(&repo_root().join("models/movielens-uie.toml"))?;
+    config.uie.warmup_epochs = 1;
+    let opts = uie_train::TrainOptions {
+        data_root: repo_root(),
+        epochs: Some(2),
+        quiet: true,
+        ..uie_train::TrainOptions::new(dir.join("run"))
+    };
+    uie_train::train(&config, &opts)?;
+    let checkpoint = Checkpoint::read(&dir.join("run/best"))?;
+    let splits = uie_train::train::load_data(&checkpoint.config, &opts)?;
+    Ok((checkpoint, splits))
+}
+
+/// A copy of `checkpoint` with `f(values, width)` applied to each centre table.
+pub fn edit_centre_tables(checkpoint: &Checkpoint, f: impl Fn(&mut [f32], usize)) -> Checkpoint {
+    let mut out = checkpoint.clone();
+    for name in [MEMORY_UPE, MEMORY_UCBE, MEMORY_UCSE] {
+        if let Some(t) = out.weights.get_mut(name) {
+            let width = t.shape[1];
+            if let TensorData::F32(v) = &mut t.data {
+                f(v, width);
+            }
+        }
+    }
+    out
+}
+
+/// Every centre zero: no score is ever positive, so no retrieval keeps anything.
+pub fn zero_centres(checkpoint: &Checkpoint) -> Checkpoint {
+    edit_centre_tables(checkpoint, |v, _| v.iter_mut().for_each(|x| *x = 0.0))
+}
+
+/// Every odd centre duplicates the one before it: exact ties.
+pub fn duplicated_centres(checkpoint: &Checkpoint) -> Checkpoint {
+    edit_centre_tables(checkpoint, |v, w| {
+        for r in (1..v.len() / w).step_by(2) {
+            let (a, b) = v.split_at_mut(r * w);
+            b[..w].copy_from_slice(&a[(r - 1) * w..r * w]);
+        }
+    })
+}
+
+/// Near-tie rows of a retrieval's scores `[N, centres]`: rows where two of the `k + 1` best
+/// scores differ by less than 1e-5 and the larger is > 0, so the kept set or its order may
+/// legitimately differ between engines.
+pub fn near_tie_rows(scores: &Tensor, k: usize) -> Vec<bool> {
+    let c = scores.shape[1];
+    scores
+        .as_f32()
+        .expect("retrieval scores are f32")
+        .chunks_exact(c)
+        .map(|row| {
+            let mut v = row.to_vec();
+            v.sort_by(|a, b| b.total_cmp(a));
+            let top = (k + 1).min(c);
+            (0..top.saturating_sub(1)).any(|i| v[i] > 0.0 && v[i] - v[i + 1] < 1e-5)
+        })
+        .collect()
 }

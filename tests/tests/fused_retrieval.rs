@@ -10,16 +10,12 @@
 #[path = "../../crates/uie-compile/tests/common/mod.rs"]
 mod common;
 
-use std::path::Path;
-
 use uie_compile::pipeline::{compile_with, CompileOptions};
 use uie_compile::verify::{batch_inputs, run_engine};
+use uie_e2e::{duplicated_centres, near_tie_rows, train_movielens_uie, zero_centres};
 use uie_model::parity::within_tolerance;
-use uie_model::schema::{MEMORY_UCSE, MEMORY_UPE};
-use uie_model::{Checkpoint, Config, RawBatch, Tensor};
+use uie_model::{Checkpoint, RawBatch, Tensor};
 use uie_runtime::engine::{Engine, EngineOptions};
-use uie_train::train::load_data;
-use uie_train::{train, TrainOptions};
 
 const BATCHES: [usize; 3] = [1, 7, 256];
 
@@ -36,50 +32,6 @@ fn engine(bytes: &[u8], optimize: bool, fuse_retrieval: bool) -> Engine {
 
 fn output<'a>(outs: &'a [(String, Tensor)], name: &str) -> Option<&'a Tensor> {
     outs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
-}
-
-/// Rows where two of the `k + 1` best scores differ by less than 1e-5 and the larger is > 0.
-fn near_tie_rows(scores: &Tensor, k: usize) -> Vec<bool> {
-    let c = scores.shape[1];
-    scores
-        .as_f32()
-        .expect("f32 scores")
-        .chunks_exact(c)
-        .map(|row| {
-            let mut v = row.to_vec();
-            v.sort_by(|a, b| b.total_cmp(a));
-            let top = (k + 1).min(c);
-            (0..top.saturating_sub(1)).any(|i| v[i] > 0.0 && v[i] - v[i + 1] < 1e-5)
-        })
-        .collect()
-}
-
-/// A copy of `ck` with `f` applied to the retrieval centre tables.
-fn edited(ck: &Checkpoint, f: impl Fn(&mut [f32], usize)) -> Checkpoint {
-    let mut out = ck.clone();
-    for name in [MEMORY_UPE, MEMORY_UCSE] {
-        if let Some(t) = out.weights.get_mut(name) {
-            let width = t.shape[1];
-            if let uie_model::TensorData::F32(v) = &mut t.data {
-                f(v, width);
-            }
-        }
-    }
-    out
-}
-
-fn zero_centres(ck: &Checkpoint) -> Checkpoint {
-    edited(ck, |v, _| v.iter_mut().for_each(|x| *x = 0.0))
-}
-
-/// Every odd centre duplicates the one before it: exact ties.
-fn duplicated_centres(ck: &Checkpoint) -> Checkpoint {
-    edited(ck, |v, w| {
-        for r in (1..v.len() / w).step_by(2) {
-            let (a, b) = v.split_at_mut(r * w);
-            b[..w].copy_from_slice(&a[(r - 1) * w..r * w]);
-        }
-    })
 }
 
 #[derive(Default, Debug)]
@@ -252,24 +204,10 @@ fn default_options_fuse_and_the_option_turns_it_off() {
     assert_eq!(off.fused_retrievals(), 0);
 }
 
-fn root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 #[test]
 fn movielens_trained_fused_equals_standard() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::load(&root().join("models/movielens-uie.toml")).expect("config");
-    config.uie.warmup_epochs = 1;
-    let opts = TrainOptions {
-        data_root: root(),
-        epochs: Some(2),
-        quiet: true,
-        ..TrainOptions::new(tmp.path().join("run"))
-    };
-    train(&config, &opts).expect("training");
-    let ck = Checkpoint::read(&tmp.path().join("run/best")).expect("checkpoint");
-    let splits = load_data(&ck.config, &opts).expect("data");
+    let (ck, splits) = train_movielens_uie(tmp.path()).expect("training");
     let test = &splits.test.batch;
     let variants = [
         ("trained", ck.clone()),

@@ -15,44 +15,24 @@
 //! that `N` and `L` are dynamic, that two compiles are byte-identical, and that a checkpoint whose
 //! memory table disagrees with its config is refused with an error naming the table.
 
-use std::path::Path;
-
 use uie_compile::pipeline::{build_graph_with, compile_with, CompileOptions};
 use uie_compile::verify::{batch_inputs, run_engine};
-use uie_e2e::{onnx_check_many, run_onnxruntime_batch, OrtJob};
+use uie_e2e::{
+    duplicated_centres, near_tie_rows, onnx_check_many, run_onnxruntime_batch, train_movielens_uie,
+    zero_centres, OrtJob,
+};
 use uie_model::batch::History;
 use uie_model::parity::within_tolerance;
-use uie_model::schema::{MEMORY_UCBE, MEMORY_UCSE, MEMORY_UPE};
-use uie_model::{Checkpoint, Config, RawBatch, Tensor};
+use uie_model::schema::MEMORY_UPE;
+use uie_model::{Checkpoint, RawBatch, Tensor};
 use uie_runtime::engine::{Engine, EngineOptions};
-use uie_train::train::load_data;
-use uie_train::{predict, train, TrainOptions};
-
-fn root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use uie_train::predict;
 
 fn output<'a>(outs: &'a [(String, Tensor)], name: &str) -> &'a Tensor {
     outs.iter()
         .find(|(n, _)| n == name)
         .map(|(_, t)| t)
         .unwrap_or_else(|| panic!("no output {name}"))
-}
-
-/// Rows where two of the `k + 1` best scores differ by less than 1e-5 and the larger is > 0.
-fn near_tie_rows(scores: &Tensor, k: usize) -> Vec<bool> {
-    let c = scores.shape[1];
-    scores
-        .as_f32()
-        .expect("f32 scores")
-        .chunks_exact(c)
-        .map(|row| {
-            let mut v = row.to_vec();
-            v.sort_by(|a, b| b.total_cmp(a));
-            let top = (k + 1).min(c);
-            (0..top.saturating_sub(1)).any(|i| v[i] > 0.0 && v[i] - v[i + 1] < 1e-5)
-        })
-        .collect()
 }
 
 /// Real test rows spread over the whole (time-ordered) test split.
@@ -115,20 +95,6 @@ fn width_one(real: &RawBatch) -> RawBatch {
         len: h.len.iter().map(|&l| l.min(1)).collect(),
     });
     b
-}
-
-/// A copy of `ck` with `f` applied to each centre table.
-fn edited(ck: &Checkpoint, f: impl Fn(&mut [f32], usize)) -> Checkpoint {
-    let mut out = ck.clone();
-    for name in [MEMORY_UPE, MEMORY_UCBE, MEMORY_UCSE] {
-        if let Some(t) = out.weights.get_mut(name) {
-            let width = t.shape[1];
-            if let uie_model::TensorData::F32(v) = &mut t.data {
-                f(v, width);
-            }
-        }
-    }
-    out
 }
 
 struct Totals {
@@ -263,23 +229,18 @@ fn check_checkpoint(
 #[test]
 fn movielens_uie_parity_dfdx_tract_onnxruntime() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::load(&root().join("models/movielens-uie.toml")).expect("config");
-    config.uie.warmup_epochs = 1;
-    let opts = TrainOptions {
-        data_root: root(),
-        epochs: Some(2),
-        quiet: true,
-        ..TrainOptions::new(tmp.path().join("run"))
-    };
-    train(&config, &opts).expect("training");
-    let ck = Checkpoint::read(&tmp.path().join("run/best")).expect("checkpoint");
-    let splits = load_data(&ck.config, &opts).expect("data");
+    let (ck, splits) = train_movielens_uie(tmp.path()).expect("training");
     let real = spread(&splits.test.batch, 1008);
     assert!(real.n >= 1000, "only {} real test rows", real.n);
     let max_width = real.history.as_ref().expect("history").width;
     assert_eq!(
         max_width,
-        config.features.sequence.as_ref().expect("sequence").max_len
+        ck.config
+            .features
+            .sequence
+            .as_ref()
+            .expect("sequence")
+            .max_len
     );
     let batches = [
         ("real", real.clone()),
@@ -314,15 +275,10 @@ fn movielens_uie_parity_dfdx_tract_onnxruntime() {
     };
     check_checkpoint("trained", &ck, &batches, &mut totals);
     // No centre is ever kept: every retrieval gives exactly zero.
-    let zeros = edited(&ck, |v, _| v.iter_mut().for_each(|x| *x = 0.0));
+    let zeros = zero_centres(&ck);
     check_checkpoint("zero-centres", &zeros, &batches[..2], &mut totals);
     // Exact ties: every odd centre duplicates the centre before it.
-    let dup = edited(&ck, |v, w| {
-        for r in (1..v.len() / w).step_by(2) {
-            let (a, b) = v.split_at_mut(r * w);
-            b[..w].copy_from_slice(&a[(r - 1) * w..r * w]);
-        }
-    });
+    let dup = duplicated_centres(&ck);
     check_checkpoint("duplicated-centres", &dup, &batches[..2], &mut totals);
 
     println!(

@@ -3,11 +3,10 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use uie_model::checkpoint::FORMAT_VERSION;
-use uie_model::{Checkpoint, CheckpointMeta, Config, Plan, Tensor, TensorMap};
+use uie_e2e::{random_checkpoint, Rng};
+use uie_model::{Checkpoint, Config};
 use uie_runtime::{Batch, Value};
 
 /// History width `L` of the requests.
@@ -16,48 +15,14 @@ pub const L: usize = 5;
 /// The config: `fixtures/configs/tiny-uie.toml`, shared with the compiler tests.
 pub const CONFIG: &str = include_str!("../../../fixtures/configs/tiny-uie.toml");
 
-/// xorshift64*: seeded weights.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-}
-
 /// A checkpoint with seeded random weights.
 pub fn checkpoint(seed: u64) -> Checkpoint {
-    let config = Config::from_toml_str(CONFIG).expect("config");
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut weights = TensorMap::new();
-    for spec in Plan::new(&config).tensor_specs() {
-        let n: usize = spec.shape.iter().product();
-        let (lo, hi) = if spec.name == "dense.std" {
-            (0.5, 2.0)
-        } else {
-            (-0.8, 0.8)
-        };
-        let v = (0..n).map(|_| rng.uniform(lo, hi)).collect();
-        weights.insert(spec.name, Tensor::f32(spec.shape, v));
-    }
-    Checkpoint {
-        config,
-        weights,
-        meta: CheckpointMeta {
-            format_version: FORMAT_VERSION,
-            producer: "uie-e2e serve_model".into(),
-            epoch: 0,
-            metrics: BTreeMap::new(),
-        },
-        golden: None,
-        extra: BTreeMap::new(),
-    }
+    random_checkpoint(
+        Config::from_toml_str(CONFIG).expect("config"),
+        seed,
+        0.8,
+        "uie-e2e serve_model",
+    )
 }
 
 /// Writes the checkpoint of `seed` to `<dir>/ckpt` and compiles it to `<dir>/<file>`.
@@ -77,9 +42,9 @@ pub fn tensors(n: usize, seed: u64) -> Vec<(String, Value)> {
     let ids = |rng: &mut Rng| -> Vec<i64> {
         (0..n)
             .map(|i| match i % 3 {
-                0 => (rng.next() % 50) as i64,
-                1 => -((rng.next() % 1000) as i64) - 1,
-                _ => rng.next() as i64,
+                0 => (rng.next_u64() % 50) as i64,
+                1 => -((rng.next_u64() % 1000) as i64) - 1,
+                _ => rng.next_u64() as i64,
             })
             .collect()
     };
@@ -116,7 +81,9 @@ pub fn tensors(n: usize, seed: u64) -> Vec<(String, Value)> {
             "hist_items".into(),
             Value::I64 {
                 shape: vec![n, L],
-                data: (0..n * L).map(|_| (rng.next() % 40) as i64 - 5).collect(),
+                data: (0..n * L)
+                    .map(|_| (rng.next_u64() % 40) as i64 - 5)
+                    .collect(),
             },
         ),
         (

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
-use uie_model::checkpoint::FORMAT_VERSION;
-use uie_model::{Checkpoint, CheckpointMeta, Config, Plan, RawBatch, Tensor, TensorMap};
+use uie_e2e::random_checkpoint;
+use uie_model::{Checkpoint, Config, RawBatch, Tensor};
 
 /// Width of the personalised memory rows (the auxiliary width `d` of §4).
 pub const AUX_DIM: usize = 32;
@@ -70,48 +70,9 @@ ucse = {{ enabled = false, centres = 4, k = 1 }}
     Config::from_toml_str(&text).expect("config")
 }
 
-/// xorshift64*: fast, seeded, good enough for weights.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-}
-
 /// A checkpoint with seeded random weights for every tensor of the plan.
 pub fn checkpoint(users: usize, seed: u64) -> Checkpoint {
-    let config = config(users);
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut weights = TensorMap::new();
-    for spec in Plan::new(&config).tensor_specs() {
-        let n: usize = spec.shape.iter().product();
-        let (lo, hi) = if spec.name == "dense.std" {
-            (0.5, 2.0)
-        } else {
-            (-0.5, 0.5)
-        };
-        let v = (0..n).map(|_| rng.uniform(lo, hi)).collect();
-        weights.insert(spec.name, Tensor::f32(spec.shape, v));
-    }
-    Checkpoint {
-        config,
-        weights,
-        meta: CheckpointMeta {
-            format_version: FORMAT_VERSION,
-            producer: "uie-e2e users_model".into(),
-            epoch: 0,
-            metrics: BTreeMap::new(),
-        },
-        golden: None,
-        extra: BTreeMap::new(),
-    }
+    random_checkpoint(config(users), seed, 0.5, "uie-e2e users_model")
 }
 
 /// `n` rows: user ids in range (first, middle, last bucket), negative, huge, and the extremes.

@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 
 use uie_compile::verify::{batch_inputs, run_engine};
-use uie_model::checkpoint::FORMAT_VERSION;
-use uie_model::{Checkpoint, CheckpointMeta, Config, Plan, RawBatch, Tensor, TensorMap};
+use uie_model::{Checkpoint, Config, Plan, RawBatch, Tensor, TensorMap};
 use uie_runtime::engine::{Engine, EngineOptions};
 
 /// Two levels, specific and shared experts, a user and an item field, two dense features, one
@@ -63,18 +62,7 @@ pub fn checkpoint(config: Config, seed: u64) -> Checkpoint {
         let v = (0..n).map(|_| rng.uniform(lo, hi)).collect();
         weights.insert(spec.name, Tensor::f32(spec.shape, v));
     }
-    Checkpoint {
-        config,
-        weights,
-        meta: CheckpointMeta {
-            format_version: FORMAT_VERSION,
-            producer: "uie-compile tests".into(),
-            epoch: 0,
-            metrics: BTreeMap::new(),
-        },
-        golden: None,
-        extra: BTreeMap::new(),
-    }
+    Checkpoint::new(config, weights, "uie-compile tests")
 }
 
 /// `n` random rows; ids cycle through small, negative, huge (≥ 2^40) and extreme values.
