@@ -16,6 +16,8 @@ use uie_model::schema::{MEMORY_UCBE, MEMORY_UCSE, MEMORY_UPE};
 use uie_model::{Checkpoint, Config, Plan, Tensor, TensorData, TensorMap};
 use uie_train::data::Splits;
 
+pub mod latency;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
