@@ -29,6 +29,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use uie_compile::onnx::{write_model, ExternalDataOptions, WriteOptions};
 use uie_compile::pipeline::build_graph;
 use uie_compile::verify::{batch_inputs, to_value};
@@ -108,6 +109,9 @@ enum Cmd {
         /// Skip the ONNX Runtime side.
         #[arg(long)]
         no_ort: bool,
+        /// Time tract with the fused retrieval off (engine `tract-nofuse` in the CSV).
+        #[arg(long)]
+        no_fuse: bool,
     },
     /// Redraw every PNG from the CSVs in --figures.
     Plot {
@@ -281,10 +285,16 @@ fn measure(
     feeds: &[Feed],
     budget: Budget,
     no_ort: bool,
+    no_fuse: bool,
 ) -> Result<Vec<Row>> {
     let mut out = Vec::new();
     let t = Instant::now();
-    let m = Model::load_with(model, EngineOptions::default())?;
+    let options = EngineOptions {
+        fuse_retrieval: !no_fuse,
+        ..EngineOptions::default()
+    };
+    let m = Model::load_with(model, options)?;
+    let engine = if no_fuse { "tract-nofuse" } else { "tract" };
     let load_s = t.elapsed().as_secs_f64();
     for Feed {
         batch: n, tensors, ..
@@ -297,13 +307,13 @@ fn measure(
         })?;
         let s = summarise(&samples, *n);
         eprintln!(
-            "  tract batch {n}: p50 {:.1} µs, p99 {:.1} µs ({} calls)",
+            "  {engine} batch {n}: p50 {:.1} µs, p99 {:.1} µs ({} calls)",
             s.p50_us, s.p99_us, s.calls
         );
         out.push(Row {
             point,
             batch: *n,
-            engine: "tract".into(),
+            engine: engine.into(),
             p50_us: s.p50_us,
             p99_us: s.p99_us,
             rows_per_s: s.rows_per_s,
@@ -366,6 +376,7 @@ fn run(
     figures: &Path,
     budget: Budget,
     no_ort: bool,
+    no_fuse: bool,
 ) -> Result<()> {
     std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
     std::fs::create_dir_all(figures).with_context(|| format!("creating {}", figures.display()))?;
@@ -410,7 +421,7 @@ fn run(
                 tensors,
             });
         }
-        let result = measure(point, &model, &feeds, budget, no_ort);
+        let result = measure(point, &model, &feeds, budget, no_ort, no_fuse);
         remove_model(&model);
         for f in &feeds {
             let _ = std::fs::remove_file(&f.path);
@@ -435,6 +446,8 @@ static FONT: &[u8] = include_bytes!("../../crates/uie-train/assets/DejaVuSans.tt
 const FAMILY: &str = "sans-serif";
 const WIDTH: u32 = 1200;
 const PANEL_HEIGHT: u32 = 520;
+/// Height of the legend strip under each chart, pixels.
+const LEGEND_STRIP: u32 = 34;
 
 fn font(size: u32) -> TextStyle<'static> {
     (FAMILY, size).into_font().color(&BLACK)
@@ -497,9 +510,7 @@ fn panel(
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
             (a.min(v), b.max(v))
         });
-    // Head room above the data for the legend (a third of the log range, one line per series).
-    let span = (y1 / y0).max(2.0);
-    let (y0, y1) = (y0 / 1.6, y1 * 1.6 * span.powf(0.12 * series.len() as f64));
+    let (y0, y1) = (y0 / 1.5, y1 * 1.5);
     // The x ticks of a log axis are the measured points; the y ticks 1, 2, 5 × 10^k.
     let mut ticks: Vec<f64> = xs.clone();
     ticks.sort_by(f64::total_cmp);
@@ -532,24 +543,32 @@ fn panel(
                 .draw()?;
             for s in series {
                 let c = s.colour;
-                chart
-                    .draw_series(LineSeries::new(s.points.clone(), c.stroke_width(2)))?
-                    .label(s.label.clone())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3))
-                    });
+                chart.draw_series(LineSeries::new(s.points.clone(), c.stroke_width(2)))?;
                 chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.9))
-                .border_style(RGBColor(160, 160, 160))
-                .label_font(font(15))
-                .draw()?;
         }};
     }
-    let mut builder = ChartBuilder::on(area);
+    // The legend goes in a strip under the chart, so it never hides data.
+    let (_, h) = area.dim_in_pixel();
+    let (area, strip) = area.split_vertically(h.saturating_sub(LEGEND_STRIP));
+    let style = font(15);
+    let mut x = 90i32;
+    let y = (LEGEND_STRIP / 2) as i32;
+    for s in series {
+        strip.draw(&PathElement::new(
+            vec![(x, y), (x + 28, y)],
+            s.colour.stroke_width(3),
+        ))?;
+        strip.draw(&Circle::new((x + 14, y), 4, s.colour.filled()))?;
+        strip.draw_text(
+            &s.label,
+            &style.pos(Pos::new(HPos::Left, VPos::Center)),
+            (x + 36, y),
+        )?;
+        let (tw, _) = strip.estimate_text_size(&s.label, &style)?;
+        x += 36 + tw as i32 + 40;
+    }
+    let mut builder = ChartBuilder::on(&area);
     builder
         .caption(caption, font(20))
         .margin(14)
@@ -579,10 +598,10 @@ const COLOURS: [RGBColor; 4] = [
 ];
 
 fn engine_label(engine: &str) -> &'static str {
-    if engine == "ort" {
-        "ONNX Runtime (1 thread)"
-    } else {
-        "tract / uie-runtime"
+    match engine {
+        "ort" => "ONNX Runtime (1 thread)",
+        "tract-nofuse" => "tract / uie-runtime, fused retrieval off",
+        _ => "tract / uie-runtime",
     }
 }
 
@@ -704,6 +723,7 @@ fn main() -> Result<()> {
             seconds,
             min_calls,
             no_ort,
+            no_fuse,
         } => run(
             sweep,
             points,
@@ -715,6 +735,7 @@ fn main() -> Result<()> {
                 min_calls,
             },
             no_ort,
+            no_fuse,
         ),
         Cmd::Plot { figures } => {
             for sweep in Sweep::all() {
