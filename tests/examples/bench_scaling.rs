@@ -18,7 +18,9 @@
 //!
 //! `run --sweep NAME` builds, compiles (into `--work`, files deleted after each point), times and
 //! writes `<figures>/bench-scaling-<NAME>.csv` (after every point) and `.png`; `plot` redraws
-//! every PNG from the CSVs. A timed tract call is `Model::predict` on a prepared batch (see
+//! every PNG from the CSVs. `run --no-fuse` times tract with the fused retrieval off (engine
+//! `tract-nofuse`; give it its own `--figures` directory), `--no-ort` skips ONNX Runtime. A timed
+//! tract call is `Model::predict` on a prepared batch (see
 //! `bench_inference.rs`); the ONNX Runtime side is `tests/python/bench_ort.py cases`.
 
 use std::collections::BTreeMap;
