@@ -52,9 +52,19 @@ fn triton_repository_parses_with_model_config_pb2_and_matches_the_model() {
     assert!(repo.join("tiny_uie/1/model.onnx").is_file());
     assert!(inline.model.data.is_none());
     let data = ext.model.data.as_ref().expect("a data file");
-    assert_eq!(data.path.parent(), Some(repo.join("tiny_uie_ext/1").as_path()));
-    let data_name = data.path.file_name().and_then(|n| n.to_str()).expect("name");
-    assert!(onnx::is_data_file_of("model.onnx", data_name), "{data_name}");
+    assert_eq!(
+        data.path.parent(),
+        Some(repo.join("tiny_uie_ext/1").as_path())
+    );
+    let data_name = data
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name");
+    assert!(
+        onnx::is_data_file_of("model.onnx", data_name),
+        "{data_name}"
+    );
     assert!(data.path.is_file());
     let first = std::fs::read(&inline.config_path).expect("config");
     println!("{}", String::from_utf8_lossy(&first));
