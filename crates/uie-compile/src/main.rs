@@ -202,7 +202,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", uie_model::error::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

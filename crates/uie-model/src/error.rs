@@ -106,3 +106,37 @@ impl ModelError {
         }
     }
 }
+
+/// An error and its chain of causes on one line, `outer: cause: …`, for the binaries' stderr.
+/// A cause whose text the line already holds is left out: the typed errors put their source in
+/// their own message (`path: No such file or directory`), and repeating it would only add noise.
+/// Line breaks inside a message become spaces.
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string().replace(['\n', '\r'], " ");
+        if line.is_empty() {
+            line = text;
+        } else if !line.contains(text.as_str()) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        next = e.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_drops_repeated_causes_and_line_breaks() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = ModelError::io(Path::new("/x/config.toml"), io);
+        assert_eq!(one_line(&e), "/x/config.toml: gone");
+        let e = ModelError::ConfigSyntax("a\nb".into()).in_file(Path::new("c.toml"));
+        assert_eq!(one_line(&e), "c.toml: config syntax: a b");
+    }
+}

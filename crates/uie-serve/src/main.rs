@@ -30,8 +30,18 @@ struct Cli {
     name: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line naming the problem: the context chain joined by ": ".
+            eprintln!("error: {}", uie_runtime::one_line(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let handle = ModelHandle::load(&cli.model)
         .with_context(|| format!("loading {}", cli.model.display()))?;
     let config = ServeConfig {
