@@ -112,19 +112,21 @@ impl ModelError {
 /// their own message (`path: No such file or directory`), and repeating it would only add noise.
 /// Line breaks inside a message become spaces.
 pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = String::new();
+    let mut parts: Vec<String> = Vec::new();
     let mut next = Some(error);
     while let Some(e) = next {
         let text = e.to_string().replace(['\n', '\r'], " ");
-        if line.is_empty() {
-            line = text;
-        } else if !line.contains(text.as_str()) {
-            line.push_str(": ");
-            line.push_str(&text);
+        if !parts.join(": ").contains(text.as_str()) {
+            match parts.last_mut() {
+                // A cause that repeats its context's words first (`loading x` then
+                // `loading x: …`) replaces it.
+                Some(last) if text.starts_with(last.as_str()) => *last = text,
+                _ => parts.push(text),
+            }
         }
         next = e.source();
     }
-    line
+    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -138,5 +140,17 @@ mod tests {
         assert_eq!(one_line(&e), "/x/config.toml: gone");
         let e = ModelError::ConfigSyntax("a\nb".into()).in_file(Path::new("c.toml"));
         assert_eq!(one_line(&e), "c.toml: config syntax: a b");
+        #[derive(Debug, thiserror::Error)]
+        #[error("loading m.onnx")]
+        struct Context(#[source] ModelError);
+        let e = Context(ModelError::Meta("x".into()));
+        assert_eq!(one_line(&e), "loading m.onnx: checkpoint metadata: x");
+        #[derive(Debug, thiserror::Error)]
+        #[error("loading m.onnx: gone")]
+        struct Inner;
+        #[derive(Debug, thiserror::Error)]
+        #[error("loading m.onnx")]
+        struct Outer(#[source] Inner);
+        assert_eq!(one_line(&Outer(Inner)), "loading m.onnx: gone");
     }
 }
