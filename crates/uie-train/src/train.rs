@@ -478,7 +478,6 @@ fn print_epoch(record: &EpochRecord, score: f64, warmup: bool, task_names: &[&st
     }
 }
 
-/// Trains the model a config describes and writes `<out>/best` and `<out>/last`.
 /// Creates the output directory before any training, so a path that cannot hold the checkpoints
 /// (a file, an unwritable place) is an error up front, not after the first epoch.
 fn create_out_dir(out: &Path) -> Result<(), TrainError> {
@@ -494,6 +493,7 @@ fn create_out_dir(out: &Path) -> Result<(), TrainError> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))
 }
 
+/// Trains the model a config describes and writes `<out>/best` and `<out>/last`.
 pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainError> {
     let mut config = config.clone();
     if let Some(seed) = opts.seed {
