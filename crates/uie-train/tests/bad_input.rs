@@ -359,3 +359,59 @@ fn bad_resume_checkpoints_and_output_paths() {
         &["a-file: the output path exists and is not a directory"],
     );
 }
+
+#[test]
+fn bad_flags_and_eval_checkpoints() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("census.toml");
+    std::fs::write(&config, census_text()).expect("config");
+    let out = tmp.path().join("run");
+    train_err(
+        &config,
+        &out,
+        &["--epochs", "0"],
+        &["config field train.epochs: must be between 1 and 100000, got 0"],
+    );
+    train_err(
+        &config,
+        &out,
+        &["--max-train-rows", "0"],
+        &["train, validation and test sets must each have rows"],
+    );
+    // `eval` of a missing checkpoint and of a directory that is not one.
+    for (name, fragments) in [
+        (
+            "no-such-ckpt",
+            vec![
+                "reading checkpoint",
+                "no-such-ckpt: checkpoint directory not found",
+            ],
+        ),
+        (
+            "not-a-ckpt",
+            vec!["reading checkpoint", "not-a-ckpt/config.toml: No such file"],
+        ),
+    ] {
+        let dir = tmp.path().join(name);
+        if name == "not-a-ckpt" {
+            std::fs::create_dir(&dir).expect("dir");
+        }
+        let output = Command::new(env!("CARGO_BIN_EXE_uie-train"))
+            .arg("eval")
+            .arg("--checkpoint")
+            .arg(&dir)
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&output.stderr);
+        println!("{}", err.trim_end());
+        assert_eq!(output.status.code(), Some(1), "{err}");
+        let line = err.trim_end();
+        assert!(
+            line.starts_with("error: ") && !line.contains('\n'),
+            "{err:?}"
+        );
+        for f in fragments {
+            assert!(line.contains(f), "{f:?} missing from {line:?}");
+        }
+    }
+}
