@@ -50,7 +50,7 @@ CMD=(target/release/uie-compile build "$DIR/ckpt" -o "$DIR/model.onnx" --externa
 echo "\$ ${CMD[*]}"
 /usr/bin/time -v "${CMD[@]}" 2> "$DIR/compile-time.txt" || { cat "$DIR/compile-time.txt" >&2; exit 1; }
 grep -E "Elapsed \(wall clock\)|Maximum resident set size" "$DIR/compile-time.txt"
-ls -l "$DIR/model.onnx" "$DIR/model.onnx.data"
+ls -l "$DIR/model.onnx" "$DIR"/model.onnx.*.data
 target/release/uie-compile inspect --summary "$DIR/model.onnx" | grep -E "^(initializers|external data|memory tables)|  memory\.|embed.user_id "
 
 echo "== loading and running in tract and ONNX Runtime"

@@ -1,6 +1,6 @@
 //! `uie-compile triton`: the generated repository has `<name>/config.pbtxt` and
-//! `<name>/1/model.onnx` (plus `model.onnx.data` with external data); every `config.pbtxt` parses
-//! with Triton's own `ModelConfig` protobuf (`tritonclient.grpc.model_config_pb2`), and its inputs
+//! `<name>/1/model.onnx` (plus `model.onnx.<hash>.data` with external data); every `config.pbtxt`
+//! parses with Triton's own `ModelConfig` protobuf (`tritonclient.grpc.model_config_pb2`), and its inputs
 //! and outputs match the ONNX model's (names, types, dims without the batch dim, `-1` for `L`);
 //! writing twice gives identical bytes.
 
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value as Json;
-use uie_compile::onnx::{summarize_file, ExternalDataOptions, WriteOptions};
+use uie_compile::onnx::{self, summarize_file, ExternalDataOptions, WriteOptions};
 use uie_compile::triton::write_repository;
 
 fn parse_configs(paths: &[PathBuf]) -> Vec<Json> {
@@ -51,7 +51,21 @@ fn triton_repository_parses_with_model_config_pb2_and_matches_the_model() {
     assert_eq!(inline.model_dir, repo.join("tiny_uie"));
     assert!(repo.join("tiny_uie/1/model.onnx").is_file());
     assert!(inline.model.data.is_none());
-    assert!(repo.join("tiny_uie_ext/1/model.onnx.data").is_file());
+    let data = ext.model.data.as_ref().expect("a data file");
+    assert_eq!(
+        data.path.parent(),
+        Some(repo.join("tiny_uie_ext/1").as_path())
+    );
+    let data_name = data
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name");
+    assert!(
+        onnx::is_data_file_of("model.onnx", data_name),
+        "{data_name}"
+    );
+    assert!(data.path.is_file());
     let first = std::fs::read(&inline.config_path).expect("config");
     println!("{}", String::from_utf8_lossy(&first));
 

@@ -18,16 +18,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compile a checkpoint directory into an ONNX file (plus `<output>.data` with external
-    /// data). A model that would pass the 2 GiB protobuf limit inline always gets external data.
+    /// Compile a checkpoint directory into an ONNX file (plus `<output>.<hash>.data` with
+    /// external data). A model that would pass the 2 GiB protobuf limit inline always gets external data.
     Build {
         /// The checkpoint directory.
         checkpoint: PathBuf,
         /// Output file.
         #[arg(short, long, default_value = "model.onnx")]
         output: PathBuf,
-        /// Store large initializers in ONE data file beside the model (`<output>.data`, ONNX
-        /// external data, offsets aligned). Load such a model from its path.
+        /// Store large initializers in ONE data file beside the model (`<output>.<hash>.data`,
+        /// named by its content hash; ONNX external data, offsets aligned). Load such a model
+        /// from its path.
         #[arg(long)]
         external_data: bool,
         /// With --external-data: initializers of at least this many bytes go to the data file.
@@ -41,8 +42,8 @@ enum Command {
         debug_outputs: bool,
     },
     /// Compile a checkpoint into a Triton model repository for the onnxruntime backend:
-    /// `<repo>/<name>/config.pbtxt` and `<repo>/<name>/1/model.onnx` (plus `model.onnx.data`
-    /// with external data).
+    /// `<repo>/<name>/config.pbtxt` and `<repo>/<name>/1/model.onnx` (plus
+    /// `model.onnx.<hash>.data` with external data).
     Triton {
         /// The checkpoint directory.
         #[arg(long)]
@@ -56,7 +57,8 @@ enum Command {
         /// Triton's `max_batch_size`.
         #[arg(long, default_value_t = uie_compile::triton::DEFAULT_MAX_BATCH_SIZE)]
         max_batch_size: u32,
-        /// Store large initializers in `model.onnx.data` beside the model (ONNX external data).
+        /// Store large initializers in `model.onnx.<hash>.data` beside the model (ONNX external
+        /// data).
         #[arg(long)]
         external_data: bool,
         /// With --external-data: initializers of at least this many bytes go to the data file.
@@ -200,7 +202,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", uie_model::error::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -80,7 +80,7 @@ pub fn compile_to_file_with(
 }
 
 /// Reads the checkpoint directory, compiles it and writes the model to `out` (and, with external
-/// data, `<out>.data`) atomically ([`onnx::write_model`]). The checkpoint is dropped before
+/// data, `<out>.<hash>.data`) atomically ([`onnx::write_model`]). The checkpoint is dropped before
 /// writing and tensors are streamed into the data file, so writing adds no copy of a large table.
 /// Past the 2 GiB protobuf limit, external data is used even if `write` does not ask for it.
 pub fn compile_to_path(

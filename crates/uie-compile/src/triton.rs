@@ -1,5 +1,5 @@
 //! A Triton model repository for the onnxruntime backend: `<repo>/<name>/config.pbtxt` and
-//! `<repo>/<name>/1/model.onnx` (plus `model.onnx.data` beside it with external data).
+//! `<repo>/<name>/1/model.onnx` (plus `model.onnx.<hash>.data` beside it with external data).
 //!
 //! `config.pbtxt` is protobuf text format of Triton's `ModelConfig`, written by hand (it is small
 //! and flat): `platform: "onnxruntime_onnx"`, `max_batch_size`, one `input` / `output` per graph

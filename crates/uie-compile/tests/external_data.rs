@@ -1,6 +1,7 @@
 //! ONNX external data: layout (threshold, aligned offsets, one data file), tract loading from the
 //! path (plain and optimised) with the same outputs as the inline model, determinism, the
-//! automatic switch past the inline limit, atomic failure (no partial file under the output
+//! content-hash naming of the data file and the removal of the data files a replaced output no
+//! longer references, the automatic switch past the inline limit, atomic failure (no partial file under the output
 //! names), `inspect` (memory tables, sub-graphs, `--summary`, without loading the data) and the
 //! CLI flags (`--external-data`, `--external-threshold`, `--debug-outputs`).
 
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{assert_close, checkpoint, config, rows, tract_probs, TINY};
+use sha2::{Digest, Sha256};
 use uie_compile::ir::{Dim, Dtype, Graph, Op, TensorType};
 use uie_compile::onnx::{self, ExternalDataOptions, WriteOptions};
 use uie_compile::verify::{batch_inputs, run_engine};
@@ -47,6 +49,16 @@ fn tract_probs_path(path: &Path, optimize: bool, ck: &Checkpoint, n: usize) -> T
     outs.remove(0).1
 }
 
+/// The one data file of the model file `model` in `dir` (`<model>.<16 hex>.data`), by name.
+fn data_name(dir: &Path, model: &str) -> String {
+    let names: Vec<String> = listing(dir)
+        .into_iter()
+        .filter(|n| onnx::is_data_file_of(model, n))
+        .collect();
+    assert_eq!(names.len(), 1, "data files of {model}: {names:?}");
+    names[0].clone()
+}
+
 /// Every entry of a directory, sorted.
 fn listing(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -64,10 +76,18 @@ fn every_initializer_external_aligned_and_tract_matches_inline() {
     let model = tmp.path().join("model.onnx");
     let report = write(&ck, &model, &external(0));
     let data = report.data.as_ref().expect("a data file");
-    assert_eq!(data.path, tmp.path().join("model.onnx.data"));
+    // Named by the model's name and the first 8 bytes of the SHA-256 of its content.
+    let bytes = std::fs::read(&data.path).expect("data");
+    let hash: String = Sha256::digest(&bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let location = format!("model.onnx.{hash}.data");
+    assert_eq!(data.path, tmp.path().join(&location));
+    assert_eq!(bytes.len() as u64, data.bytes);
     assert_eq!(
-        std::fs::metadata(&data.path).expect("data").len(),
-        data.bytes
+        listing(tmp.path()),
+        vec!["model.onnx".to_string(), location.clone()]
     );
 
     let s = onnx::summarize_file(&model).expect("summary");
@@ -75,7 +95,7 @@ fn every_initializer_external_aligned_and_tract_matches_inline() {
     let mut end = 0;
     for t in &s.initializers {
         let x = t.external.as_ref().expect("external");
-        assert_eq!(x.location, "model.onnx.data");
+        assert_eq!(x.location, location);
         assert_eq!(x.offset % onnx::DEFAULT_ALIGNMENT, 0, "{}", t.name);
         assert!(x.offset >= end, "{}: offsets overlap", t.name);
         assert_eq!(x.length, Some(t.bytes as u64));
@@ -117,7 +137,9 @@ fn only_tables_at_or_above_the_threshold_go_external() {
     let solo = tmp.path().join("solo.onnx");
     let report = write(&ck, &solo, &external(1 << 30));
     assert!(report.data.is_none());
-    assert!(!tmp.path().join("solo.onnx.data").exists());
+    assert!(!listing(tmp.path())
+        .iter()
+        .any(|n| n.starts_with("solo.onnx.")));
 }
 
 #[test]
@@ -130,12 +152,64 @@ fn two_compiles_are_byte_identical() {
     for dir in [a.path(), b.path()] {
         write(&ck, &dir.join("model.onnx"), &external(64));
     }
-    for f in ["model.onnx", "model.onnx.data"] {
+    let data = data_name(a.path(), "model.onnx");
+    assert_eq!(
+        listing(a.path()),
+        vec!["model.onnx".to_string(), data.clone()]
+    );
+    assert_eq!(listing(a.path()), listing(b.path()));
+    for f in ["model.onnx", data.as_str()] {
         let x = std::fs::read(a.path().join(f)).expect("a");
         let y = std::fs::read(b.path().join(f)).expect("b");
         assert!(x == y, "{f} differs between two compiles");
     }
-    assert_eq!(listing(a.path()), vec!["model.onnx", "model.onnx.data"]);
+    // Compiling again over the same output keeps the same two files.
+    write(&ck, &a.path().join("model.onnx"), &external(64));
+    assert_eq!(listing(a.path()), listing(b.path()));
+}
+
+#[test]
+fn replacing_an_output_removes_the_data_files_the_new_model_does_not_reference() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model.onnx");
+    let (ck_a, ck_b) = (checkpoint(config(TINY), 41), checkpoint(config(TINY), 42));
+    write(&ck_a, &model, &external(64));
+    let data_a = data_name(tmp.path(), "model.onnx");
+    // Leftovers of earlier runs: the pre-hash data file name, a temporary of a killed writer
+    // (pid 4000000000 does not exist), and an unrelated file that merely looks similar.
+    for f in [
+        "model.onnx.data",
+        ".model.onnx.tmp-4000000000",
+        ".model.onnx.data.tmp-4000000000",
+        "model.onnx.notahash.data",
+        "other.onnx.0123456789abcdef.data",
+    ] {
+        std::fs::write(tmp.path().join(f), b"x").expect("leftover");
+    }
+    write(&ck_b, &model, &external(64));
+    let data_b = data_name(tmp.path(), "model.onnx");
+    assert_ne!(data_a, data_b, "different weights, different data file");
+    let mut want = vec![
+        "model.onnx".to_string(),
+        "model.onnx.notahash.data".to_string(),
+        data_b,
+        "other.onnx.0123456789abcdef.data".to_string(),
+    ];
+    want.sort();
+    assert_eq!(listing(tmp.path()), want);
+    let got = tract_probs_path(&model, true, &ck_b, 4);
+    let expected = tract_probs(
+        &compile(&ck_b).expect("inline"),
+        true,
+        &ck_b.config,
+        &rows(&ck_b.config, 4, 5),
+    );
+    assert_close("replaced", &got, &expected);
+    // An inline model over it leaves no data file of its name.
+    write(&ck_a, &model, &WriteOptions::default());
+    assert!(!listing(tmp.path())
+        .iter()
+        .any(|n| onnx::is_data_file_of("model.onnx", n)));
 }
 
 #[test]
@@ -159,7 +233,9 @@ fn past_the_inline_limit_external_data_is_automatic() {
     let solo = tmp.path().join("solo.onnx");
     let report = onnx::write_model(&graph, &solo, &WriteOptions::default()).expect("write");
     assert!(!report.automatic && report.data.is_none());
-    assert!(!tmp.path().join("solo.onnx.data").exists());
+    assert!(!listing(tmp.path())
+        .iter()
+        .any(|n| n.starts_with("solo.onnx.")));
 }
 
 #[test]
@@ -277,7 +353,8 @@ fn inspect_lists_memory_tables_and_subgraphs_without_the_data() {
     assert_eq!(got, want);
 
     // The data file is gone: inspect still works and says so.
-    std::fs::remove_file(tmp.path().join("mem.onnx.data")).expect("rm");
+    let data = data_name(tmp.path(), "mem.onnx");
+    std::fs::remove_file(tmp.path().join(&data)).expect("rm");
     let s = onnx::summarize_file(&model).expect("summary");
     let mem = s.memory_tables();
     assert_eq!(mem.len(), 1);
@@ -286,7 +363,7 @@ fn inspect_lists_memory_tables_and_subgraphs_without_the_data() {
     assert_eq!(mem[0].bytes, 800);
     assert_eq!(
         mem[0].external.as_ref().map(|x| x.location.as_str()),
-        Some("mem.onnx.data")
+        Some(data.as_str())
     );
     assert_eq!(
         s.subgraphs,
@@ -294,12 +371,12 @@ fn inspect_lists_memory_tables_and_subgraphs_without_the_data() {
     );
     let full = s.render(true);
     for want in [
-        "subgraphs\n  uie.ucbe 2 nodes\n  embed 1 nodes\n",
-        "memory tables 1\n  memory.personal f32[50,4] 800 bytes external mem.onnx.data@0\n",
-        "  embed.user_id.buckets i64[] 8 bytes inline\n",
-        "external data mem.onnx.data: 1 tensors, 800 bytes needed, not checked or MISSING",
+        "subgraphs\n  uie.ucbe 2 nodes\n  embed 1 nodes\n".to_string(),
+        format!("memory tables 1\n  memory.personal f32[50,4] 800 bytes external {data}@0\n"),
+        "  embed.user_id.buckets i64[] 8 bytes inline\n".to_string(),
+        format!("external data {data}: 1 tensors, 800 bytes needed, not checked or MISSING"),
     ] {
-        assert!(full.contains(want), "missing {want:?} in\n{full}");
+        assert!(full.contains(&want), "missing {want:?} in\n{full}");
     }
     let short = s.render(false);
     assert!(!short.contains("embed.user_id.buckets i64"), "{short}");
@@ -335,8 +412,8 @@ fn cli_build_external_and_inspect_summary() {
         "64".as_ref(),
     ]);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("model.onnx.data ("), "{out}");
-    assert!(tmp.path().join("model.onnx.data").exists());
+    let data = data_name(tmp.path(), "model.onnx");
+    assert!(out.contains(&format!("{data} (")), "{out}");
 
     let (ok, out, err) = run(&["inspect".as_ref(), model.as_os_str()]);
     assert!(ok, "{err}");
@@ -348,8 +425,8 @@ fn cli_build_external_and_inspect_summary() {
         "  ple ",
         "  tower ",
         "memory tables 0",
-        "embed.item_id f32[11,3] 132 bytes external model.onnx.data@",
-        "external data model.onnx.data: ",
+        &format!("embed.item_id f32[11,3] 132 bytes external {data}@"),
+        &format!("external data {data}: "),
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }

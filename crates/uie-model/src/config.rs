@@ -462,11 +462,67 @@ fn check_name(path: &str, name: &str) -> Result<(), ModelError> {
     }
 }
 
+/// A TOML error on one line: where (`line L, column C`, and the key's dotted path when the error
+/// sits on a key, e.g. `model.colour`) and what (the parser's message without its source
+/// snippet).
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let before = text.get(..start).unwrap_or("");
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.len() - line_start + 1;
+    let key: String = text
+        .get(start..)
+        .unwrap_or("")
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    let mut path = String::new();
+    if !key.is_empty() {
+        // The table the line belongs to: the last `[a.b]` / `[[a]]` header above it, with the
+        // index of an array of tables.
+        let mut table = String::new();
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        for l in before.lines().take(line_no.saturating_sub(1)) {
+            let l = l.trim();
+            if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+                let name = name.trim().to_string();
+                let i = counts.entry(name.clone()).or_insert(0);
+                table = format!("{name}[{i}]");
+                *i += 1;
+            } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+                table = name.trim().to_string();
+            }
+        }
+        // An inline table on the line (`upe = { ..., key = 1 }`): its own key comes first.
+        let line_head = text.get(line_start..start).unwrap_or("");
+        let outer = line_head
+            .split_once('=')
+            .map(|(k, _)| k.trim().to_string())
+            .filter(|k| !k.is_empty() && line_head.contains('{'));
+        path = [Some(table), outer, Some(key)]
+            .into_iter()
+            .flatten()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join(".");
+    }
+    if path.is_empty() {
+        format!("line {line_no}, column {column}: {message}")
+    } else {
+        format!("{path} (line {line_no}, column {column}): {message}")
+    }
+}
+
 impl Config {
     /// Parses and validates a config from TOML text.
     pub fn from_toml_str(text: &str) -> Result<Config, ModelError> {
         let config: Config =
-            toml::from_str(text).map_err(|e| ModelError::ConfigSyntax(e.to_string()))?;
+            toml::from_str(text).map_err(|e| ModelError::ConfigSyntax(syntax_message(text, &e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -811,5 +867,70 @@ mod tests {
             crate::test_support::SMALL
         ));
         assert!(e.contains("uie.aux_task"), "{e}");
+    }
+
+    #[test]
+    fn k_above_the_centres_is_rejected_with_its_path() {
+        let uie = crate::test_support::SMALL_UIE;
+        let e = err_of(&uie.replace("centres = 7, k = 3", "centres = 7, k = 8"));
+        assert_eq!(e, "config field uie.upe.k: must be between 1 and 7, got 8");
+        let e = err_of(&uie.replace("centres = 5, k = 2", "centres = 5, k = 6"));
+        assert_eq!(e, "config field uie.ucbe.k: must be between 1 and 5, got 6");
+        let e = err_of(&uie.replace("centres = 9, k = 4", "centres = 0, k = 4"));
+        assert_eq!(
+            e,
+            "config field uie.ucse.centres: must be between 1 and 16777216, got 0"
+        );
+    }
+
+    #[test]
+    fn zero_experts_and_zero_widths_are_rejected_with_their_path() {
+        let small = crate::test_support::SMALL;
+        let e = err_of(&small.replace(
+            "shared_experts = 1\nspecific_experts = 1",
+            "shared_experts = 0\nspecific_experts = 0",
+        ));
+        assert!(e.starts_with("config field ple"), "{e}");
+        let e = err_of(&small.replace("embed_dim = 4", "embed_dim = 0"));
+        assert_eq!(
+            e,
+            "config field model.embed_dim: must be between 1 and 65536, got 0"
+        );
+        let e = err_of(&small.replace("tower_hidden = [4]", "tower_hidden = [0]"));
+        assert!(e.contains("tasks[0].tower_hidden[0]"), "{e}");
+        let e = err_of(&small.replace("expert_hidden = [8]", "expert_hidden = []"));
+        assert!(e.contains("ple.expert_hidden"), "{e}");
+        let e = err_of(&crate::test_support::SMALL_UIE.replace("dim = 6", "dim = 0"));
+        assert!(e.contains("uie.dim"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_are_one_line_and_name_the_key() {
+        let small = crate::test_support::SMALL;
+        // An unknown field, in a table, an array of tables and an inline table.
+        let e = err_of(&small.replace("embed_dim = 4", "embed_dim = 4\ncolour = 3"));
+        assert!(
+            e.starts_with("config syntax: model.colour (line 5, column 1): unknown field `colour`"),
+            "{e}"
+        );
+        let e = err_of(&small.replace("tower_hidden = [4]", "tower_hidden = [4]\nhight = 1"));
+        assert!(e.starts_with("config syntax: tasks[0].hight (line"), "{e}");
+        let e = err_of(
+            &crate::test_support::SMALL_UIE.replace("centres = 7, k = 3", "centres = 7, kk = 3"),
+        );
+        assert!(e.starts_with("config syntax: uie.upe.kk (line"), "{e}");
+        // A wrong type, an empty file, text that is not TOML.
+        let e = err_of(&small.replace("embed_dim = 4", "embed_dim = \"four\""));
+        assert!(e.contains("model.embed_dim") || e.contains("line 4"), "{e}");
+        let e = err_of("");
+        assert!(e.contains("missing field `model`"), "{e}");
+        let e = err_of("\u{0}\u{1}PK garbage ]]");
+        assert!(e.starts_with("config syntax: line 1"), "{e}");
+        for e in [
+            err_of(""),
+            err_of(&small.replace("embed_dim = 4", "embed_dim = 4\ncolour = 3")),
+        ] {
+            assert!(!e.contains('\n'), "not one line: {e:?}");
+        }
     }
 }

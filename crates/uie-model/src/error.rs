@@ -106,3 +106,51 @@ impl ModelError {
         }
     }
 }
+
+/// An error and its chain of causes on one line, `outer: cause: …`, for the binaries' stderr.
+/// A cause whose text the line already holds is left out: the typed errors put their source in
+/// their own message (`path: No such file or directory`), and repeating it would only add noise.
+/// Line breaks inside a message become spaces.
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string().replace(['\n', '\r'], " ");
+        if !parts.join(": ").contains(text.as_str()) {
+            match parts.last_mut() {
+                // A cause that repeats its context's words first (`loading x` then
+                // `loading x: …`) replaces it.
+                Some(last) if text.starts_with(last.as_str()) => *last = text,
+                _ => parts.push(text),
+            }
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_drops_repeated_causes_and_line_breaks() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = ModelError::io(Path::new("/x/config.toml"), io);
+        assert_eq!(one_line(&e), "/x/config.toml: gone");
+        let e = ModelError::ConfigSyntax("a\nb".into()).in_file(Path::new("c.toml"));
+        assert_eq!(one_line(&e), "c.toml: config syntax: a b");
+        #[derive(Debug, thiserror::Error)]
+        #[error("loading m.onnx")]
+        struct Context(#[source] ModelError);
+        let e = Context(ModelError::Meta("x".into()));
+        assert_eq!(one_line(&e), "loading m.onnx: checkpoint metadata: x");
+        #[derive(Debug, thiserror::Error)]
+        #[error("loading m.onnx: gone")]
+        struct Inner;
+        #[derive(Debug, thiserror::Error)]
+        #[error("loading m.onnx")]
+        struct Outer(#[source] Inner);
+        assert_eq!(one_line(&Outer(Inner)), "loading m.onnx: gone");
+    }
+}

@@ -170,6 +170,15 @@ impl Engine {
     /// Loads a model from a file. External data files are resolved beside it.
     pub fn load_path(path: &Path, opts: EngineOptions) -> Result<Engine, RuntimeError> {
         let what = path.display().to_string();
+        let not_a_file = |message: &str| RuntimeError::Load {
+            what: what.clone(),
+            message: message.to_string(),
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => return Err(not_a_file("a directory, not a model file")),
+            Ok(m) if m.len() == 0 => return Err(not_a_file("the file is empty, not a model")),
+            _ => {}
+        }
         let model = guarded(&what, || tract_onnx::onnx().model_for_path(path))?;
         Engine::prepare(model, opts, &what)
     }

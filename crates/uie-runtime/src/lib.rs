@@ -26,4 +26,5 @@ pub use model::{
 
 /// The id rule for string-valued categorical features (FNV-1a 64 as int64): the trainer's rule,
 /// re-exported so that a service sends the ids the model was trained on.
+pub use uie_model::error::one_line;
 pub use uie_model::hashing::feature_id;

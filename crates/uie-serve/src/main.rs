@@ -17,21 +17,40 @@ struct Cli {
     #[arg(long, default_value = "127.0.0.1:8000")]
     addr: String,
     /// Worker threads running requests.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     workers: usize,
     /// Largest batch (rows) one request may carry.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = at_least_one)]
     max_batch: usize,
     /// Largest request body in bytes.
-    #[arg(long, default_value_t = 16 << 20)]
+    #[arg(long, default_value_t = 16 << 20, value_parser = at_least_one)]
     max_body_bytes: usize,
     /// The model's name in URLs (default: the model's `uie.model_name`).
     #[arg(long)]
     name: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Parses a count that must be at least 1 (0 workers, rows or bytes would refuse everything).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line naming the problem: the context chain joined by ": ".
+            eprintln!("error: {}", uie_runtime::one_line(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let handle = ModelHandle::load(&cli.model)
         .with_context(|| format!("loading {}", cli.model.display()))?;
     let config = ServeConfig {

@@ -478,6 +478,21 @@ fn print_epoch(record: &EpochRecord, score: f64, warmup: bool, task_names: &[&st
     }
 }
 
+/// Creates the output directory before any training, so a path that cannot hold the checkpoints
+/// (a file, an unwritable place) is an error up front, not after the first epoch.
+fn create_out_dir(out: &Path) -> Result<(), TrainError> {
+    if out.exists() && !out.is_dir() {
+        return Err(TrainError::io(
+            out,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the output path exists and is not a directory",
+            ),
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))
+}
+
 /// Trains the model a config describes and writes `<out>/best` and `<out>/last`.
 pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainError> {
     let mut config = config.clone();
@@ -491,6 +506,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
     model::check_supported(&config)?;
     let loading = Instant::now();
     let splits = load_data(&config, opts)?;
+    create_out_dir(&opts.out)?;
     println!(
         "data: {} train, {} validation, {} test rows (read in {:.2} s); bucket collisions:",
         splits.train.len(),

@@ -2,8 +2,9 @@
 //! (<https://onnx.ai/onnx/repo-docs/ExternalData.html>).
 //!
 //! Layout: every initializer of at least [`ExternalDataOptions::threshold`] bytes goes, in
-//! initializer (name) order, into ONE data file beside the model, named `<model file name>.data`
-//! (`model.onnx` → `model.onnx.data`). Each starts at an offset aligned to
+//! initializer (name) order, into ONE data file beside the model, named by the model's file name
+//! and its own content hash, `<model file name>.<16 hex of its SHA-256>.data`
+//! (`model.onnx` → `model.onnx.0123456789abcdef.data`, see [`data_file_path`]). Each starts at an offset aligned to
 //! [`ExternalDataOptions::alignment`] (default 4096, the page size ONNX Runtime maps on Linux;
 //! the gaps are zero bytes) and its `TensorProto` carries `data_location = EXTERNAL` and the
 //! `external_data` entries `location` (the data file's bare name, relative to the model's
@@ -21,20 +22,27 @@
 //! inline initializers are copied into the `ModelProto`, which is then streamed into the file.
 //!
 //! Atomicity and determinism: both files are written to dot-named temporaries in the target
-//! directory, fsynced, then the data file is renamed, then the model. Any error removes the
-//! temporaries (and the just-renamed data file if the model's rename fails), so no partial file
-//! ever appears under the output names. The bytes of both files are a function of the graph and
-//! the options only.
+//! directory and fsynced; then the data file is renamed to its hash-named path (a name the
+//! current model at the output path does not reference, unless its data is identical), then the
+//! model. The model's rename is the single commit point: a process killed at any moment leaves
+//! the output path holding either the complete old model with its old data file or the complete
+//! new one with its new data file. After the commit, the data files of this output name that the
+//! new model does not reference (older hashes, or the pre-hash `<model file name>.data`) and the
+//! temporaries of killed writers are removed. Any error removes the temporaries (and the
+//! just-renamed data file if the model's rename fails and it was new), so no partial file ever
+//! appears under the output names. The bytes and names of both files are a function of the graph
+//! and the options only.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use onnx_protobuf::Message;
+use sha2::{Digest, Sha256};
 use uie_model::{Tensor, TensorData};
 
 use super::emit::{model_proto, ExternalRef, Placement};
-use super::write::{parent_dir, sync_dir, TempFile};
+use super::write::{file_name, parent_dir, remove_dead_temporaries, sync_dir, TempFile};
 use crate::error::CompileError;
 use crate::ir::Graph;
 
@@ -46,8 +54,10 @@ pub const DEFAULT_ALIGNMENT: u64 = 4096;
 pub const PROTOBUF_LIMIT: u64 = i32::MAX as u64;
 /// A progress bar is shown (on a terminal) only when at least this many bytes go external.
 pub const PROGRESS_MIN_BYTES: u64 = 64 << 20;
-/// Suffix appended to the model's file name to name the data file.
+/// Suffix of a data file's name (after the model's file name and the content hash).
 pub const DATA_SUFFIX: &str = ".data";
+/// How many bytes of the data file's SHA-256 name it (16 hex digits).
+pub const HASH_BYTES: usize = 8;
 
 /// Elements converted and written per chunk.
 const CHUNK_ELEMS: usize = 1 << 16;
@@ -121,17 +131,60 @@ pub struct WriteReport {
     pub inline_estimate: u64,
 }
 
-/// The data file's path for a model path: `<model>.data` in the same directory.
-pub fn data_file_path(model: &Path) -> Result<PathBuf, CompileError> {
-    let name = model.file_name().ok_or_else(|| {
+/// The data file's path for a model path and the first [`HASH_BYTES`] bytes of the SHA-256 of
+/// the data file's content, in lowercase hex: `<model file name>.<hash>.data` in the model's
+/// directory (`model.onnx` → `model.onnx.0123456789abcdef.data`).
+pub fn data_file_path(model: &Path, hash: &str) -> Result<PathBuf, CompileError> {
+    let name = utf8_file_name(model)?;
+    Ok(model.with_file_name(format!("{name}.{hash}{DATA_SUFFIX}")))
+}
+
+/// Whether `file` is the name of a data file written for the model file `model_name` by this
+/// compiler (`<model_name>.<16 hex>.data`) or by an older one (`<model_name>.data`).
+pub fn is_data_file_of(model_name: &str, file: &str) -> bool {
+    let Some(rest) = file
+        .strip_prefix(model_name)
+        .and_then(|r| r.strip_suffix(DATA_SUFFIX))
+    else {
+        return false;
+    };
+    rest.is_empty()
+        || rest
+            .strip_prefix('.')
+            .is_some_and(|h| h.len() == 2 * HASH_BYTES && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// After a model was committed at `path`: removes the data files of that model name that it does
+/// not reference (`keep` is the one it does, if any) and the temporaries of killed writers.
+/// Best effort: a file that cannot be removed is left (it is never referenced).
+fn remove_stale_files(path: &Path, keep: Option<&str>) {
+    let Some(model_name) = path.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let dir = parent_dir(path);
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if Some(name) != keep && is_data_file_of(model_name, name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    remove_dead_temporaries(&dir, &[model_name, &format!("{model_name}{DATA_SUFFIX}")]);
+}
+
+/// The file name of `path` as UTF-8 (ONNX locations are strings).
+fn utf8_file_name(path: &Path) -> Result<&str, CompileError> {
+    file_name(path)?.to_str().ok_or_else(|| {
         CompileError::io(
-            model,
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the file name is not UTF-8 (ONNX locations are strings)",
+            ),
         )
-    })?;
-    let mut data = name.to_os_string();
-    data.push(DATA_SUFFIX);
-    Ok(model.with_file_name(data))
+    })
 }
 
 fn tensor_bytes(t: &Tensor) -> u64 {
@@ -198,6 +251,7 @@ fn write_inline(graph: &Graph, path: &Path) -> Result<WriteReport, CompileError>
     drop(model);
     tmp.commit()?;
     sync_dir(&parent_dir(path));
+    remove_stale_files(path, None);
     Ok(WriteReport {
         model_path: path.to_path_buf(),
         model_bytes,
@@ -251,6 +305,24 @@ fn stream_tensor(
     Ok(())
 }
 
+/// A writer that hashes what passes through it (SHA-256).
+struct HashingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn write_external(
     graph: &Graph,
     path: &Path,
@@ -263,22 +335,9 @@ fn write_external(
             e.alignment
         )));
     }
-    let data_path = data_file_path(path)?;
-    let location = data_path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| {
-            CompileError::io(
-                &data_path,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "the data file name is not UTF-8 (ONNX locations are strings)",
-                ),
-            )
-        })?
-        .to_string();
+    let model_name = utf8_file_name(path)?;
 
-    // Layout, in initializer (name) order.
+    // Layout, in initializer (name) order; the location is known once the data is hashed.
     let inits = graph.initializers();
     let mut layout: Vec<(&str, &Tensor, ExternalRef)> = Vec::new();
     let mut cursor = 0u64;
@@ -288,7 +347,7 @@ fn write_external(
             let offset = align_up(cursor, e.alignment);
             cursor = offset + length;
             let r = ExternalRef {
-                location: location.clone(),
+                location: String::new(),
                 offset,
                 length,
             };
@@ -298,46 +357,70 @@ fn write_external(
     if layout.is_empty() {
         return write_inline(graph, path);
     }
+
+    // The data file, under a temporary name, hashed on the way.
+    let mut data_tmp =
+        TempFile::create(&path.with_file_name(format!("{model_name}{DATA_SUFFIX}")))?;
+    let dp = data_tmp.path().to_path_buf();
+    let pb = progress_bar(cursor, opts, format!("writing the data of {model_name}"));
+    let digest = {
+        let f = data_tmp.file()?;
+        let mut w = HashingWriter {
+            inner: f,
+            hasher: Sha256::new(),
+        };
+        let mut buf = Vec::with_capacity(CHUNK_ELEMS * 8);
+        let mut written = 0u64;
+        for (_, t, r) in &layout {
+            if r.offset > written {
+                let pad = vec![0u8; (r.offset - written) as usize];
+                w.write_all(&pad)
+                    .map_err(|err| CompileError::io(&dp, err))?;
+                pb.inc(pad.len() as u64);
+            }
+            stream_tensor(&mut w, t, &mut buf, &pb).map_err(|err| CompileError::io(&dp, err))?;
+            written = r.offset + r.length;
+        }
+        w.hasher.finalize()
+    };
+    pb.finish_and_clear();
+    data_tmp.sync()?;
+    let hash: String = digest[..HASH_BYTES]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let data_path = data_file_path(path, &hash)?;
+    let location = utf8_file_name(&data_path)?.to_string();
+    for (_, _, r) in &mut layout {
+        r.location.clone_from(&location);
+    }
+
+    // The model file.
     let model = model_proto(graph, |name, _| {
         match layout.binary_search_by(|(n, _, _)| (*n).cmp(name)) {
             Ok(i) => Placement::External(&layout[i].2),
             Err(_) => Placement::Inline,
         }
     })?;
-
-    // The data file.
-    let mut data_tmp = TempFile::create(&data_path)?;
-    let dp = data_tmp.path().to_path_buf();
-    let pb = progress_bar(cursor, opts, format!("writing {location}"));
-    {
-        let f = data_tmp.file()?;
-        let mut buf = Vec::with_capacity(CHUNK_ELEMS * 8);
-        let mut written = 0u64;
-        for (_, t, r) in &layout {
-            if r.offset > written {
-                let pad = vec![0u8; (r.offset - written) as usize];
-                f.write_all(&pad)
-                    .map_err(|err| CompileError::io(&dp, err))?;
-                pb.inc(pad.len() as u64);
-            }
-            stream_tensor(f, t, &mut buf, &pb).map_err(|err| CompileError::io(&dp, err))?;
-            written = r.offset + r.length;
-        }
-    }
-    pb.finish_and_clear();
-    data_tmp.sync()?;
-
-    // The model file.
     let mut model_tmp = TempFile::create(path)?;
     let model_bytes = write_proto(&model, &mut model_tmp)?;
+    drop(model);
     model_tmp.sync()?;
 
+    // The data file first (a new name: the current model does not reference it, unless it is
+    // the same data), then the model: its rename is the commit point.
+    let data_existed = data_path.exists();
+    data_tmp.retarget(data_path.clone());
     data_tmp.commit()?;
     if let Err(err) = model_tmp.commit() {
-        let _ = std::fs::remove_file(&data_path);
+        if !data_existed {
+            let _ = std::fs::remove_file(&data_path);
+        }
         return Err(err);
     }
-    sync_dir(&parent_dir(path));
+    let dir = parent_dir(path);
+    sync_dir(&dir);
+    remove_stale_files(path, Some(&location));
     Ok(WriteReport {
         model_path: path.to_path_buf(),
         model_bytes,

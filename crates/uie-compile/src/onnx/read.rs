@@ -229,6 +229,11 @@ fn tensor_bytes(t: &TensorProto) -> usize {
 
 /// Decodes ONNX model bytes into a summary.
 pub fn summarize(bytes: &[u8]) -> Result<ModelSummary, CompileError> {
+    if bytes.is_empty() {
+        return Err(CompileError::Onnx(
+            "not an ONNX model: the file is empty".into(),
+        ));
+    }
     let model = ModelProto::parse_from_bytes(bytes)
         .map_err(|e| CompileError::Onnx(format!("not an ONNX model: {e}")))?;
     let g = model

@@ -5,7 +5,8 @@
 //! [`TempFile`] is the building block: a dot-named temporary beside the target that deletes
 //! itself when dropped uncommitted (an error, or a panic unwinding through the writer). A process
 //! killed outright leaves at most a `.<name>.tmp-<pid>` file, never a partial file under the
-//! target name.
+//! target name; [`remove_dead_temporaries`] removes those of processes that no longer exist (the
+//! writers call it after each successful write).
 
 use std::ffi::OsString;
 use std::fs;
@@ -13,6 +14,50 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::CompileError;
+
+/// What sits between a target's name and the writer's pid in a temporary's name.
+const TMP_INFIX: &str = ".tmp-";
+
+/// The file name of `path`, or an I/O error naming it (`/`, `..`).
+pub(crate) fn file_name(path: &Path) -> Result<&std::ffi::OsStr, CompileError> {
+    path.file_name().ok_or_else(|| {
+        CompileError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+        )
+    })
+}
+
+/// Removes the `.<name>.tmp-<pid>` files in `dir` (for each `name` in `names`) left by writers
+/// that were killed: their process no longer exists (checked only where `/proc` exists; this
+/// process's own temporaries are kept). Best effort: a file that cannot be removed stays.
+pub(crate) fn remove_dead_temporaries(dir: &Path, names: &[&str]) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefixes: Vec<String> = names.iter().map(|n| format!(".{n}{TMP_INFIX}")).collect();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let Some(pid) = prefixes
+            .iter()
+            .find_map(|p| file_name.strip_prefix(p.as_str()))
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
 
 /// The directory of `path` (`.` for a bare file name).
 pub(crate) fn parent_dir(path: &Path) -> PathBuf {
@@ -33,15 +78,11 @@ pub(crate) struct TempFile {
 impl TempFile {
     /// Creates `.<name>.tmp-<pid>` in the target's directory.
     pub(crate) fn create(target: &Path) -> Result<TempFile, CompileError> {
-        let name = target.file_name().ok_or_else(|| {
-            CompileError::io(
-                target,
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
-            )
-        })?;
+        let name = file_name(target)?;
         let mut tmp_name = OsString::from(".");
         tmp_name.push(name);
-        tmp_name.push(format!(".tmp-{}", std::process::id()));
+        tmp_name.push(TMP_INFIX);
+        tmp_name.push(std::process::id().to_string());
         let tmp = parent_dir(target).join(tmp_name);
         let file = fs::File::create(&tmp).map_err(|e| CompileError::io(&tmp, e))?;
         Ok(TempFile {
@@ -50,6 +91,12 @@ impl TempFile {
             file: Some(file),
             done: false,
         })
+    }
+
+    /// Changes the path [`TempFile::commit`] renames onto (a name known only once the content is
+    /// written, e.g. one made from its hash). The new target must be in the same directory.
+    pub(crate) fn retarget(&mut self, target: PathBuf) {
+        self.target = target;
     }
 
     /// The temporary path.
@@ -107,5 +154,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CompileError> {
         .map_err(|e| CompileError::io(&p, e))?;
     tmp.commit()?;
     sync_dir(&parent_dir(path));
+    if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+        remove_dead_temporaries(&parent_dir(path), &[name]);
+    }
     Ok(())
 }

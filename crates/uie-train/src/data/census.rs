@@ -125,10 +125,22 @@ pub fn data_path(config: &Config, data_root: &Path) -> PathBuf {
 pub fn read_all(config: &Config, data_root: &Path) -> Result<Dataset, TrainError> {
     let path = data_path(config, data_root);
     let file = std::fs::File::open(&path).map_err(|e| TrainError::io(&path, e))?;
+    let empty = || TrainError::EmptyData(format!("{}: the file holds no rows", path.display()));
+    if file.metadata().map_err(|e| TrainError::io(&path, e))?.len() == 0 {
+        return Err(empty());
+    }
     let mut text = String::new();
     flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file))
         .read_to_string(&mut text)
-        .map_err(|e| TrainError::io(&path, e))?;
+        .map_err(|e| {
+            TrainError::io(
+                &path,
+                std::io::Error::new(e.kind(), format!("not a complete gzip file: {e}")),
+            )
+        })?;
+    if text.trim().is_empty() {
+        return Err(empty());
+    }
     parse(config, &text, &path)
 }
 

@@ -291,6 +291,12 @@ pub fn read(config: &Config, data_root: &Path) -> Result<(Vec<Movie>, Vec<Rating
     let movies = parse_movies(&movies_text, &movies_path)?;
     let (ratings_path, ratings_text) = read_text(RATINGS_FILE)?;
     let ratings = parse_ratings(&ratings_text, &ratings_path)?;
+    if ratings.is_empty() {
+        return Err(TrainError::EmptyData(format!(
+            "{}: no ratings below the header",
+            ratings_path.display()
+        )));
+    }
     // Every rated movie must be known, to have item fields: name the first offending line.
     let known: BTreeSet<i64> = movies.iter().map(|m| m.id).collect();
     if let Some(i) = ratings.iter().position(|r| !known.contains(&r.movie)) {
