@@ -16,8 +16,9 @@ mod write;
 
 pub use emit::to_model_bytes;
 pub use external::{
-    data_file_path, write_model, DataFileReport, ExternalDataOptions, WriteOptions, WriteReport,
-    DATA_SUFFIX, DEFAULT_ALIGNMENT, DEFAULT_EXTERNAL_THRESHOLD, PROGRESS_MIN_BYTES, PROTOBUF_LIMIT,
+    data_file_path, write_model, write_model_owned, DataFileReport, ExternalDataOptions,
+    WriteOptions, WriteReport, DATA_SUFFIX, DEFAULT_ALIGNMENT, DEFAULT_EXTERNAL_THRESHOLD,
+    PROGRESS_MIN_BYTES, PROTOBUF_LIMIT,
 };
 pub use read::{
     summarize, summarize_file, ExternalFileSummary, ExternalLocation, InitializerSummary,
