@@ -312,7 +312,7 @@ fn header_tensors(header: &[u8]) -> Result<Vec<(String, safetensors::tensor::Ten
         .into_iter()
         .map(|(name, info)| (name, info.clone()))
         .collect();
-    infos.sort_by(|a, b| a.1.data_offsets.cmp(&b.1.data_offsets));
+    infos.sort_by_key(|a| a.1.data_offsets);
     let mut start = 0usize;
     for (name, info) in &infos {
         let (s, e) = info.data_offsets;
