@@ -22,7 +22,9 @@
 # Usage: scripts/bench-compile.sh [WORK_DIR]   (default: a fresh temp dir, removed at the end
 # unless UIE_BENCH_KEEP=1). Env: UIE_BENCH_SIZES (default "1000 1000000 10000000"),
 # UIE_BENCH_REPS (default 3), UIE_BENCH_RUN, UIE_BENCH_KEEP, UIE_COMPILE (the binary to time,
-# default target/release/uie-compile).
+# default target/release/uie-compile), UIE_COMPILE_BASELINE (another build of uie-compile, e.g. of
+# an earlier commit: timed the same way, its rows marked "baseline", and its output checked to be
+# byte-identical to UIE_COMPILE's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +49,7 @@ trap cleanup EXIT
 echo "== building (release)" >&2
 cargo build --release -p uie-compile >&2
 COMPILE="${UIE_COMPILE:-target/release/uie-compile}"
+BASELINE="${UIE_COMPILE_BASELINE:-}"
 # The test binary, run directly so no timed step includes a build.
 BENCH_BIN="$(cargo test --release -p uie-e2e --test bench_compile --no-run 2>&1 |
     sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -n 1)"
@@ -77,22 +80,35 @@ for USERS in $SIZES; do
     # switches to external data by itself).
     if (( LARGEST_BYTES * 2 < 2000000000 )); then MODES+=(inline); fi
     for MODE in "${MODES[@]}"; do
+      for WHICH in new ${BASELINE:+baseline}; do
+        BIN="$COMPILE"
+        [[ "$WHICH" == baseline ]] && BIN="$BASELINE"
+        O="$W/$WHICH-$MODE"
+        mkdir -p "$O"
         FLAGS=()
         [[ "$MODE" == external ]] && FLAGS=(--external-data)
-        CMD=("$COMPILE" build "$W/ckpt" -o "$W/model.onnx" "${FLAGS[@]}")
+        CMD=("$BIN" build "$W/ckpt" -o "$O/model.onnx" "${FLAGS[@]}")
         echo "\$ ${CMD[*]}" >&2
         TIMES=()
         PEAK=0
         for ((r = 0; r < REPS; r++)); do
-            rm -f "$W/model.onnx" "$W/model.onnx.data"
+            rm -f "$O/model.onnx" "$O/model.onnx.data"
             /usr/bin/time -v "${CMD[@]}" > /dev/null 2> "$W/time.txt" || { cat "$W/time.txt" >&2; exit 1; }
             TIMES+=("$(secs "$W/time.txt")")
             K="$(rss_kb "$W/time.txt")"
             (( K > PEAK )) && PEAK=$K
         done
-        OUT=$(( $(stat -c %s "$W/model.onnx") + $( [[ -f "$W/model.onnx.data" ]] && stat -c %s "$W/model.onnx.data" || echo 0) ))
+        OUT=$(( $(stat -c %s "$O/model.onnx") + $( [[ -f "$O/model.onnx.data" ]] && stat -c %s "$O/model.onnx.data" || echo 0) ))
         T_COMPILE="$(printf '%s\n' "${TIMES[@]}" | median)"
         echo "   compile times: ${TIMES[*]} s; peak RSS $PEAK kB; output $OUT bytes" >&2
+        if [[ "$WHICH" == baseline ]]; then
+            for f in model.onnx model.onnx.data; do
+                [[ -f "$W/new-$MODE/$f" ]] || continue
+                cmp -s "$W/new-$MODE/$f" "$O/$f" ||
+                    { echo "$f differs between $COMPILE and $BASELINE ($USERS users, $MODE)" >&2; exit 1; }
+            done
+            echo "   same bytes as $COMPILE" >&2
+        fi
         DTIMES=()
         for ((r = 0; r < REPS; r++)); do
             rm -f "$W/dd.bin"
@@ -103,11 +119,16 @@ for USERS in $SIZES; do
         rm -f "$W/dd.bin"
         T_WRITE="$(printf '%s\n' "${DTIMES[@]}" | median)"
         echo "   write-only times: ${DTIMES[*]} s" >&2
-        ROWS+=("$(awk -v u="$USERS" -v m="$MODE" -v ln="$LARGEST_NAME" -v lb="$LARGEST_BYTES" \
+        LABEL="$MODE"
+        [[ "$WHICH" == baseline ]] && LABEL="$MODE, baseline"
+        ROWS+=("$(awk -v u="$USERS" -v m="$LABEL" -v ln="$LARGEST_NAME" -v lb="$LARGEST_BYTES" \
             -v ob="$OUT" -v tc="$T_COMPILE" -v tw="$T_WRITE" -v kb="$PEAK" 'BEGIN {
             tr = (tw > 0) ? sprintf("%.1f×", tc / tw) : "n/a";
             printf "| %d | %s | %s (`%s`) | %d | %.2f s | %.2f s | %s | %.1f MB | %.2f× |",
                 u, m, lb, ln, ob, tc, tw, tr, kb * 1024 / 1e6, kb * 1024 / lb }')")
+        [[ "$WHICH" == baseline ]] && rm -rf "$O"
+      done
+      rm -rf "$W/new-$MODE"
     done
     if [[ "${UIE_BENCH_RUN:-0}" == 1 ]]; then
         echo "== $USERS users: loading and running the external-data model in tract and ONNX Runtime" >&2
