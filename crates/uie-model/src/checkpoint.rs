@@ -363,6 +363,22 @@ fn st_dtype(d: Dtype) -> safetensors::Dtype {
     }
 }
 
+/// Hands `v`'s little-endian bytes to `sink` in pieces of at most `buf.len()` bytes.
+fn le_chunks<T: Copy, const N: usize>(
+    v: &[T],
+    le: impl Fn(T) -> [u8; N],
+    buf: &mut [u8],
+    sink: &mut impl FnMut(&[u8]),
+) {
+    for c in v.chunks(buf.len() / N) {
+        let out = &mut buf[..c.len() * N];
+        for (o, x) in out.chunks_exact_mut(N).zip(c) {
+            o.copy_from_slice(&le(*x));
+        }
+        sink(out);
+    }
+}
+
 /// Feeds exactly the bytes of [`to_safetensors`]`(tensors)` to `sink`, without building them: the
 /// header (from `safetensors` itself), then each tensor's little-endian bytes in the order the
 /// header's data offsets give, in chunks of at most [`CHUNK_BYTES`].
@@ -405,28 +421,14 @@ pub fn stream_safetensors(
     }
     let order = header_tensors(&head[8..]).map_err(in_memory)?;
     sink(&head);
-    let mut buf = Vec::with_capacity(CHUNK_BYTES);
+    let mut buf = vec![0u8; CHUNK_BYTES];
     for (name, _) in &order {
         let t = tensors
             .get(name)
             .ok_or_else(|| in_memory(format!("tensor {name} is in the header only")))?;
         match &t.data {
-            TensorData::F32(v) => {
-                for c in v.chunks(CHUNK_BYTES / 4) {
-                    buf.clear();
-                    c.iter()
-                        .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-                    sink(&buf);
-                }
-            }
-            TensorData::I64(v) => {
-                for c in v.chunks(CHUNK_BYTES / 8) {
-                    buf.clear();
-                    c.iter()
-                        .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-                    sink(&buf);
-                }
-            }
+            TensorData::F32(v) => le_chunks(v, f32::to_le_bytes, &mut buf, &mut sink),
+            TensorData::I64(v) => le_chunks(v, i64::to_le_bytes, &mut buf, &mut sink),
         }
     }
     Ok(())
@@ -470,6 +472,23 @@ pub const GOLDEN_DENSE: &str = "input.dense";
 /// Name of the expected probabilities in `golden.safetensors`.
 pub const GOLDEN_PROBS: &str = "output.probs";
 
+/// The first value that is NaN or infinite, with its index. A value is non-finite exactly when
+/// its exponent bits are all ones, so each block is tested with a branch-free maximum of the
+/// exponent bits (which the compiler vectorises): checking a large table costs about as much as
+/// reading it.
+fn first_non_finite(values: &[f32]) -> Option<(usize, &f32)> {
+    const BLOCK: usize = 1024;
+    const EXPONENT: u32 = 0x7f80_0000;
+    let block = values
+        .chunks(BLOCK)
+        .position(|c| c.iter().fold(0u32, |m, v| m.max(v.to_bits() & EXPONENT)) == EXPONENT)?;
+    values
+        .iter()
+        .enumerate()
+        .skip(block * BLOCK)
+        .find(|(_, v)| !v.is_finite())
+}
+
 /// Checks weights against the config's plan (presence, shape, dtype, finiteness, std > 0).
 pub fn validate_weights(config: &Config, weights: &TensorMap) -> Result<(), ModelError> {
     let specs = Plan::new(config).tensor_specs();
@@ -495,7 +514,7 @@ pub fn validate_weights(config: &Config, weights: &TensorMap) -> Result<(), Mode
             });
         }
         if let Some(values) = t.as_f32() {
-            if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            if let Some((index, &value)) = first_non_finite(values) {
                 return Err(ModelError::NonFinite {
                     name: spec.name.clone(),
                     index,
@@ -929,6 +948,27 @@ mod tests {
         assert!(back.extra.is_empty());
         assert_eq!(back.weights, ck.weights);
         assert_eq!(Checkpoint::read(&dir).expect("read").extra, ck.extra);
+    }
+
+    #[test]
+    fn the_first_non_finite_value_is_found_anywhere() {
+        let mut v = vec![1.5f32; 5000];
+        v[4999] = -f32::MAX;
+        assert_eq!(first_non_finite(&v), None);
+        assert_eq!(first_non_finite(&[]), None);
+        for (i, bad) in [
+            (0, f32::NAN),
+            (1023, f32::INFINITY),
+            (1024, f32::NEG_INFINITY),
+            (4999, -f32::NAN),
+        ] {
+            let mut w = v.clone();
+            w[i] = bad;
+            w[4000] = f32::NAN; // a later one must not win
+            let (index, value) = first_non_finite(&w).expect("found");
+            assert_eq!(index, i.min(4000));
+            assert!(!value.is_finite());
+        }
     }
 
     #[test]

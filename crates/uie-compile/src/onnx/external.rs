@@ -307,27 +307,28 @@ fn stream_tensor(
     buf: &mut Vec<u8>,
     pb: &ProgressBar,
 ) -> std::io::Result<()> {
-    match &t.data {
-        TensorData::F32(v) => {
-            for c in v.chunks(CHUNK_ELEMS) {
-                buf.clear();
-                c.iter()
-                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-                w.write_all(buf)?;
-                pb.inc(buf.len() as u64);
+    fn chunks<T: Copy, const N: usize>(
+        w: &mut impl Write,
+        v: &[T],
+        le: impl Fn(T) -> [u8; N],
+        buf: &mut Vec<u8>,
+        pb: &ProgressBar,
+    ) -> std::io::Result<()> {
+        buf.resize(CHUNK_ELEMS * N, 0);
+        for c in v.chunks(CHUNK_ELEMS) {
+            let out = &mut buf[..c.len() * N];
+            for (o, x) in out.chunks_exact_mut(N).zip(c) {
+                o.copy_from_slice(&le(*x));
             }
+            w.write_all(out)?;
+            pb.inc(out.len() as u64);
         }
-        TensorData::I64(v) => {
-            for c in v.chunks(CHUNK_ELEMS) {
-                buf.clear();
-                c.iter()
-                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-                w.write_all(buf)?;
-                pb.inc(buf.len() as u64);
-            }
-        }
+        Ok(())
     }
-    Ok(())
+    match &t.data {
+        TensorData::F32(v) => chunks(w, v, f32::to_le_bytes, buf, pb),
+        TensorData::I64(v) => chunks(w, v, i64::to_le_bytes, buf, pb),
+    }
 }
 
 fn write_external(
