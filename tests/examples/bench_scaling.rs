@@ -32,7 +32,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use uie_compile::onnx::{write_model, ExternalDataOptions, WriteOptions};
+use uie_compile::onnx::{is_data_file_of, write_model, ExternalDataOptions, WriteOptions};
 use uie_compile::pipeline::build_graph;
 use uie_compile::verify::{batch_inputs, to_value};
 use uie_e2e::latency::{summarise, time_calls, write_inputs_json, Budget};
@@ -266,11 +266,22 @@ fn compile(config: &Config, model: &Path, external: bool, seed: u64) -> Result<(
     Ok(())
 }
 
+/// Removes a compiled model and its external data file (named by its content hash, so found by
+/// the compiler's own naming rule rather than guessed).
 fn remove_model(model: &Path) {
     let _ = std::fs::remove_file(model);
-    let mut data = model.as_os_str().to_owned();
-    data.push(".data");
-    let _ = std::fs::remove_file(PathBuf::from(data));
+    let (Some(dir), Some(name)) = (model.parent(), model.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        if file.to_str().is_some_and(|f| is_data_file_of(name, f)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The inputs of one batch size: in a file (for ONNX Runtime) and in memory (for tract).

@@ -5,7 +5,7 @@
 //! full check passes on the path (so it resolves the external data); loading the model from bytes
 //! fails cleanly; two compiles give byte-identical model and data files.
 //!
-//! The 10-million-user version is `scripts/bench-10m-users.sh` (not part of the default run).
+//! The 10-million-user version is `scripts/bench-compile.sh` (not part of the default run).
 
 mod users_model;
 

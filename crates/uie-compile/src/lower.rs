@@ -45,7 +45,7 @@ use uie_model::batch::{HIST_ITEMS, HIST_LEN};
 use uie_model::checkpoint::validate_weights;
 use uie_model::config::Group;
 use uie_model::schema::{Gate, Mlp, Owner, Retrieval, DENSE_MEAN, DENSE_STD};
-use uie_model::{Checkpoint, Plan, Tensor, TensorData};
+use uie_model::{Checkpoint, Config, Plan, Tensor, TensorData, TensorMap};
 
 use crate::error::CompileError;
 use crate::ir::{Dim, Dtype, Graph, Op, TensorType, ValueId};
@@ -197,22 +197,52 @@ pub fn metadata(checkpoint: &Checkpoint) -> Result<BTreeMap<String, String>, Com
 }
 
 /// Lowers a checkpoint (validated again here, so an in-memory one is checked too) into a graph.
-/// Output types are not filled in: run [`Graph::infer_shapes`].
+/// Output types are not filled in: run [`Graph::infer_shapes`]. The weights are copied into the
+/// graph; [`lower_owned`] moves them instead.
 pub fn lower(checkpoint: &Checkpoint) -> Result<Graph, CompileError> {
     lower_with(checkpoint, LowerOptions::default())
 }
 
 /// [`lower`] with options.
 pub fn lower_with(checkpoint: &Checkpoint, options: LowerOptions) -> Result<Graph, CompileError> {
-    let config = &checkpoint.config;
-    config.validate()?;
-    validate_weights(config, &checkpoint.weights)?;
+    let metadata = checked_metadata(checkpoint)?;
+    lower_weights(
+        &checkpoint.config,
+        Weights::Borrowed(&checkpoint.weights),
+        metadata,
+        options,
+    )
+}
+
+/// [`lower_with`] consuming the checkpoint: each weight tensor is moved into the graph, so the
+/// graph holds the only copy of the tables (the same graph, hence the same bytes).
+pub fn lower_owned(checkpoint: Checkpoint, options: LowerOptions) -> Result<Graph, CompileError> {
+    let metadata = checked_metadata(&checkpoint)?;
+    let Checkpoint {
+        config, weights, ..
+    } = checkpoint;
+    lower_weights(&config, Weights::Owned(weights), metadata, options)
+}
+
+fn checked_metadata(checkpoint: &Checkpoint) -> Result<BTreeMap<String, String>, CompileError> {
+    checkpoint.config.validate()?;
+    validate_weights(&checkpoint.config, &checkpoint.weights)?;
+    metadata(checkpoint)
+}
+
+fn lower_weights(
+    config: &Config,
+    weights: Weights<'_>,
+    metadata: BTreeMap<String, String>,
+    options: LowerOptions,
+) -> Result<Graph, CompileError> {
     let plan = Plan::new(config);
     let mut graph = Graph::new(config.model.name.clone());
-    graph.metadata = metadata(checkpoint)?;
+    graph.metadata = metadata;
     let mut l = Lowerer {
         graph,
-        checkpoint,
+        config,
+        weights,
         plan: &plan,
         axes: BTreeMap::new(),
         consts: BTreeMap::new(),
@@ -230,6 +260,24 @@ pub fn lower_with(checkpoint: &Checkpoint, options: LowerOptions) -> Result<Grap
         }
     }
     Ok(l.graph)
+}
+
+/// Where the lowering takes weight tensors from.
+enum Weights<'a> {
+    /// A borrowed checkpoint's: each tensor is cloned into the graph.
+    Borrowed(&'a TensorMap),
+    /// An owned map: each tensor is moved into the graph (every weight is used once; later uses
+    /// go through [`Lowerer::weight`]'s cache).
+    Owned(TensorMap),
+}
+
+impl Weights<'_> {
+    fn take(&mut self, name: &str) -> Option<Tensor> {
+        match self {
+            Weights::Borrowed(m) => m.get(name).cloned(),
+            Weights::Owned(m) => m.remove(name),
+        }
+    }
 }
 
 /// `Mᵀ` of a 2-D f32 table, computed at compile time.
@@ -253,7 +301,8 @@ fn transpose(m: &Tensor) -> Option<Tensor> {
 
 struct Lowerer<'a> {
     graph: Graph,
-    checkpoint: &'a Checkpoint,
+    config: &'a Config,
+    weights: Weights<'a>,
     plan: &'a Plan,
     axes: BTreeMap<Vec<i64>, ValueId>,
     consts: BTreeMap<String, ValueId>,
@@ -287,14 +336,9 @@ struct Retrieved {
     r: Option<ValueId>,
 }
 
-fn owner_name(checkpoint: &Checkpoint, owner: Owner) -> &str {
+fn owner_name(config: &Config, owner: Owner) -> &str {
     match owner {
-        Owner::Task(k) => checkpoint
-            .config
-            .tasks
-            .get(k)
-            .map(|t| t.name.as_str())
-            .unwrap_or("?"),
+        Owner::Task(k) => config.tasks.get(k).map(|t| t.name.as_str()).unwrap_or("?"),
         Owner::Shared => "shared",
     }
 }
@@ -305,13 +349,14 @@ impl Lowerer<'_> {
         if let Some(&id) = self.consts.get(name) {
             return Ok(id);
         }
-        let t = self.checkpoint.weights.get(name).ok_or_else(|| {
-            uie_model::ModelError::MissingTensor {
+        let t = self
+            .weights
+            .take(name)
+            .ok_or_else(|| uie_model::ModelError::MissingTensor {
                 name: name.to_string(),
                 expected: vec![],
-            }
-        })?;
-        let id = self.graph.add_initializer(name, t.clone())?;
+            })?;
+        let id = self.graph.add_initializer(name, t)?;
         self.consts.insert(name.to_string(), id);
         Ok(id)
     }
@@ -480,12 +525,13 @@ impl Lowerer<'_> {
         with_r: bool,
     ) -> Result<Retrieved, CompileError> {
         let table = self.weight(&ret.table)?;
-        let m = self.checkpoint.weights.get(&ret.table).ok_or_else(|| {
-            uie_model::ModelError::MissingTensor {
-                name: ret.table.clone(),
-                expected: vec![ret.centres, ret.width],
-            }
-        })?;
+        let m =
+            self.graph
+                .initializer(table)
+                .ok_or_else(|| uie_model::ModelError::MissingTensor {
+                    name: ret.table.clone(),
+                    expected: vec![ret.centres, ret.width],
+                })?;
         let transposed = transpose(m).ok_or_else(|| {
             CompileError::InvalidGraph(format!("{}: not a 2-D f32 table", ret.table))
         })?;
@@ -889,10 +935,7 @@ impl Lowerer<'_> {
             let mut next = Vec::with_capacity(t);
             for (k, gate) in level.task_gates.iter().enumerate() {
                 let es = pick(gate)?;
-                let out = format!(
-                    "ple.l{l}.{}.out",
-                    owner_name(self.checkpoint, Owner::Task(k))
-                );
+                let out = format!("ple.l{l}.{}.out", owner_name(self.config, Owner::Task(k)));
                 next.push(self.gate(gate, task_in[k], &es, &out)?);
             }
             if let Some(gate) = &level.shared_gate {

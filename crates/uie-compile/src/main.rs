@@ -188,9 +188,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             return Ok(report.passed());
         }
         Command::Dump { checkpoint } => {
-            let ck = uie_model::Checkpoint::read(&checkpoint)
+            let ck = uie_model::Checkpoint::read_model(&checkpoint)
                 .with_context(|| format!("reading {}", checkpoint.display()))?;
-            let graph = uie_compile::pipeline::build_graph(&ck)?;
+            let graph = uie_compile::pipeline::build_graph_owned(ck, &CompileOptions::default())?;
             print!("{}", graph.dump());
         }
     }

@@ -35,10 +35,28 @@ pub fn build_graph_with(
     checkpoint: &Checkpoint,
     options: &CompileOptions,
 ) -> Result<Graph, CompileError> {
-    let lower_options = LowerOptions {
+    let graph = lower::lower_with(checkpoint, lower_options(options))?;
+    finish_graph(graph, options)
+}
+
+/// [`build_graph_with`] consuming the checkpoint: its tensors move into the graph, so the graph
+/// holds the only copy of the weights ([`lower::lower_owned`]). Same graph, same bytes.
+pub fn build_graph_owned(
+    checkpoint: Checkpoint,
+    options: &CompileOptions,
+) -> Result<Graph, CompileError> {
+    let graph = lower::lower_owned(checkpoint, lower_options(options))?;
+    finish_graph(graph, options)
+}
+
+fn lower_options(options: &CompileOptions) -> LowerOptions {
+    LowerOptions {
         debug_outputs: options.debug_outputs,
-    };
-    let mut graph = lower::lower_with(checkpoint, lower_options)?;
+    }
+}
+
+/// Validation, shape inference and the passes after lowering.
+fn finish_graph(mut graph: Graph, options: &CompileOptions) -> Result<Graph, CompileError> {
     graph.validate()?;
     graph.infer_shapes()?;
     let mut graph = passes::run(graph, &options.passes)?;
@@ -73,24 +91,33 @@ pub fn compile_to_file_with(
     out: &Path,
     options: &CompileOptions,
 ) -> Result<usize, CompileError> {
-    let checkpoint = Checkpoint::read(checkpoint_dir)?;
-    let bytes = compile_with(&checkpoint, options)?;
+    let checkpoint = Checkpoint::read_model(checkpoint_dir)?;
+    let graph = build_graph_owned(checkpoint, options)?;
+    let bytes = onnx::to_model_bytes(&graph)?;
+    drop(graph);
     onnx::write_atomically(out, &bytes)?;
     Ok(bytes.len())
 }
 
 /// Reads the checkpoint directory, compiles it and writes the model to `out` (and, with external
+<<<<<<< HEAD
 /// data, `<out>.<hash>.data`) atomically ([`onnx::write_model`]). The checkpoint is dropped before
 /// writing and tensors are streamed into the data file, so writing adds no copy of a large table.
 /// Past the 2 GiB protobuf limit, external data is used even if `write` does not ask for it.
+=======
+/// data, `<out>.data`) atomically ([`onnx::write_model`]). Memory: the weights are read once
+/// (tensor by tensor, producer-private files skipped: [`Checkpoint::read_model`]), hashed as a
+/// stream, moved into the graph ([`build_graph_owned`]) and streamed into the data file, so one
+/// copy of the weights is held at any time. Past the 2 GiB protobuf limit, external data is used
+/// even if `write` does not ask for it.
+>>>>>>> h3
 pub fn compile_to_path(
     checkpoint_dir: &Path,
     out: &Path,
     options: &CompileOptions,
     write: &onnx::WriteOptions,
 ) -> Result<onnx::WriteReport, CompileError> {
-    let checkpoint = Checkpoint::read(checkpoint_dir)?;
-    let graph = build_graph_with(&checkpoint, options)?;
-    drop(checkpoint);
-    onnx::write_model(&graph, out, write)
+    let checkpoint = Checkpoint::read_model(checkpoint_dir)?;
+    let graph = build_graph_owned(checkpoint, options)?;
+    onnx::write_model_owned(graph, out, write)
 }

@@ -496,3 +496,48 @@ fn cli_debug_outputs_and_uie_subgraphs() {
     )
     .expect("tract loads");
 }
+
+/// The compiler's low-memory path (checkpoint read tensor by tensor, tensors moved into the graph
+/// and through the passes, inline tensors moved into the proto) writes exactly the bytes of the
+/// copying path, inline and with external data, for a full-UIE model.
+#[test]
+fn the_owned_path_writes_the_same_bytes_as_the_copying_one() {
+    let ck = common::uie_checkpoint(41);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("ckpt");
+    ck.write(&dir).expect("checkpoint");
+    let options = pipeline::CompileOptions::default();
+    let owned = pipeline::build_graph_owned(ck.clone(), &options).expect("owned graph");
+    assert!(owned == pipeline::build_graph(&ck).expect("graph"));
+
+    let inline = compile(&ck).expect("inline bytes");
+    let a = tmp.path().join("a.onnx");
+    let report = pipeline::compile_to_path(&dir, &a, &options, &WriteOptions::default())
+        .expect("owned inline");
+    assert!(report.data.is_none());
+    assert!(
+        std::fs::read(&a).expect("a") == inline,
+        "inline bytes differ"
+    );
+    let b = tmp.path().join("b.onnx");
+    pipeline::compile_to_file(&dir, &b).expect("compile_to_file");
+    assert!(
+        std::fs::read(&b).expect("b") == inline,
+        "compile_to_file bytes differ"
+    );
+
+    // The data file's name is in the model, so both go to `model.onnx` in their own directory.
+    let (c, d) = (tmp.path().join("c"), tmp.path().join("d"));
+    std::fs::create_dir(&c).expect("c");
+    std::fs::create_dir(&d).expect("d");
+    write(&ck, &c.join("model.onnx"), &external(64));
+    let report = pipeline::compile_to_path(&dir, &d.join("model.onnx"), &options, &external(64))
+        .expect("owned external");
+    assert!(report.data.expect("data file").tensors > 1);
+    for f in ["model.onnx", "model.onnx.data"] {
+        let (x, y) = (c.join(f), d.join(f));
+        let xb = std::fs::read(&x).expect("x");
+        let yb = std::fs::read(&y).expect("y");
+        assert!(xb == yb, "{} differs from {}", y.display(), x.display());
+    }
+}

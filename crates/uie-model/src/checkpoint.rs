@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -141,10 +141,7 @@ pub fn to_safetensors(tensors: &TensorMap) -> Result<Vec<u8>, ModelError> {
     let views: Vec<(String, View)> = tensors
         .iter()
         .map(|(name, t)| {
-            let dtype = match t.dtype() {
-                Dtype::F32 => safetensors::Dtype::F32,
-                Dtype::I64 => safetensors::Dtype::I64,
-            };
+            let dtype = st_dtype(t.dtype());
             (
                 name.clone(),
                 View {
@@ -199,6 +196,244 @@ pub fn from_safetensors(bytes: &[u8], path: &Path) -> Result<TensorMap, ModelErr
     Ok(out)
 }
 
+/// The largest safetensors header accepted (the limit of the `safetensors` crate, 100 MB).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+/// Bytes read from a weights file (or hashed) per step.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Reads a safetensors file tensor by tensor: the header first, then each tensor's bytes in
+/// chunks of [`CHUNK_BYTES`] decoded straight into its values. Unlike reading the whole file and
+/// calling [`from_safetensors`], no copy of the file is held, so the peak memory is the decoded
+/// tensors plus one chunk. The checks are those of [`from_safetensors`]: a header that parses, data
+/// offsets that tile the data section exactly, byte lengths that match the shapes, f32 or i64
+/// only.
+pub fn read_safetensors_file(path: &Path) -> Result<TensorMap, ModelError> {
+    let bad = |message: String| ModelError::Safetensors {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut file = fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| ModelError::io(path, e))?.len();
+    if file_len < 8 {
+        return Err(bad(format!("{file_len} bytes: too short for a header")));
+    }
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|e| ModelError::io(path, e))?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > MAX_HEADER_BYTES || header_len > file_len - 8 {
+        return Err(bad(format!(
+            "header length {header_len} does not fit a {file_len}-byte file"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| ModelError::io(path, e))?;
+    let infos = header_tensors(&header).map_err(bad)?;
+    let data_len = infos.last().map_or(0, |(_, info)| info.data_offsets.1);
+    if data_len as u64 != file_len - 8 - header_len {
+        return Err(bad(format!(
+            "the header describes {data_len} data bytes, the file holds {}",
+            file_len - 8 - header_len
+        )));
+    }
+    let mut out = TensorMap::new();
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    for (name, info) in infos {
+        let count: usize = info.shape.iter().product();
+        let data = match info.dtype {
+            safetensors::Dtype::F32 => {
+                let mut v = Vec::with_capacity(count);
+                read_chunks(&mut file, count * 4, &mut buf, |c| {
+                    v.extend(
+                        c.chunks_exact(4)
+                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    )
+                })
+                .map_err(|e| ModelError::io(path, e))?;
+                TensorData::F32(v)
+            }
+            safetensors::Dtype::I64 => {
+                let mut v = Vec::with_capacity(count);
+                read_chunks(&mut file, count * 8, &mut buf, |c| {
+                    v.extend(c.chunks_exact(8).map(|b| {
+                        i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                    }))
+                })
+                .map_err(|e| ModelError::io(path, e))?;
+                TensorData::I64(v)
+            }
+            other => {
+                return Err(ModelError::DtypeMismatch {
+                    name,
+                    expected: "f32 or i64".into(),
+                    found: format!("{other:?}"),
+                }
+                .in_file(path))
+            }
+        };
+        out.insert(
+            name,
+            Tensor {
+                shape: info.shape,
+                data,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Reads `total` bytes from `r` in pieces of at most `buf.len()` (a multiple of 8), handing each
+/// to `sink`.
+fn read_chunks(
+    r: &mut impl Read,
+    total: usize,
+    buf: &mut [u8],
+    mut sink: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(buf.len());
+        r.read_exact(&mut buf[..n])?;
+        sink(&buf[..n]);
+        left -= n;
+    }
+    Ok(())
+}
+
+/// Parses a safetensors JSON header (without its 8-byte length) into `(name, info)` in data
+/// order, checking that the offsets tile the data section and that every byte length matches its
+/// shape and dtype.
+fn header_tensors(header: &[u8]) -> Result<Vec<(String, safetensors::tensor::TensorInfo)>, String> {
+    let metadata: safetensors::tensor::Metadata =
+        serde_json::from_slice(header).map_err(|e| format!("invalid header: {e}"))?;
+    let mut infos: Vec<(String, safetensors::tensor::TensorInfo)> = metadata
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| (name, info.clone()))
+        .collect();
+    infos.sort_by_key(|a| a.1.data_offsets);
+    let mut start = 0usize;
+    for (name, info) in &infos {
+        let (s, e) = info.data_offsets;
+        let bytes = info
+            .shape
+            .iter()
+            .try_fold(info.dtype.size(), |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| format!("tensor {name}: shape {:?} overflows", info.shape))?;
+        if s != start || e < s || e - s != bytes {
+            return Err(format!(
+                "tensor {name}: data offsets ({s}, {e}) do not follow the previous tensor \
+                 (which ends at {start}) or do not hold {bytes} bytes"
+            ));
+        }
+        start = e;
+    }
+    Ok(infos)
+}
+
+/// A tensor's metadata for [`safetensors::serialize`] without its bytes: `data_len` is the real
+/// length but `data` is empty, so serialising such views yields exactly the 8-byte length and the
+/// header that [`to_safetensors`] writes before the tensor bytes.
+struct HeaderOnly {
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+    len: usize,
+}
+
+impl safetensors::View for &HeaderOnly {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&[])
+    }
+    fn data_len(&self) -> usize {
+        self.len
+    }
+}
+
+fn st_dtype(d: Dtype) -> safetensors::Dtype {
+    match d {
+        Dtype::F32 => safetensors::Dtype::F32,
+        Dtype::I64 => safetensors::Dtype::I64,
+    }
+}
+
+/// Hands `v`'s little-endian bytes to `sink` in pieces of at most `buf.len()` bytes.
+fn le_chunks<T: Copy, const N: usize>(
+    v: &[T],
+    le: impl Fn(T) -> [u8; N],
+    buf: &mut [u8],
+    sink: &mut impl FnMut(&[u8]),
+) {
+    for c in v.chunks(buf.len() / N) {
+        let out = &mut buf[..c.len() * N];
+        for (o, x) in out.chunks_exact_mut(N).zip(c) {
+            o.copy_from_slice(&le(*x));
+        }
+        sink(out);
+    }
+}
+
+/// Feeds exactly the bytes of [`to_safetensors`]`(tensors)` to `sink`, without building them: the
+/// header (from `safetensors` itself), then each tensor's little-endian bytes in the order the
+/// header's data offsets give, in chunks of at most [`CHUNK_BYTES`].
+pub fn stream_safetensors(
+    tensors: &TensorMap,
+    mut sink: impl FnMut(&[u8]),
+) -> Result<(), ModelError> {
+    let in_memory = |message: String| ModelError::Safetensors {
+        path: PathBuf::from("<memory>"),
+        message,
+    };
+    let views: Vec<(&str, HeaderOnly)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let len = match &t.data {
+                TensorData::F32(v) => v.len() * 4,
+                TensorData::I64(v) => v.len() * 8,
+            };
+            let view = HeaderOnly {
+                dtype: st_dtype(t.dtype()),
+                shape: t.shape.clone(),
+                len,
+            };
+            (name.as_str(), view)
+        })
+        .collect();
+    let head = safetensors::serialize(views.iter().map(|(n, v)| (*n, v)), &None)
+        .map_err(|e| in_memory(e.to_string()))?;
+    let header_len = head
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| in_memory("no header length".into()))?;
+    if head.len() as u64 != 8 + header_len {
+        return Err(in_memory(format!(
+            "the header-only serialisation is {} bytes, expected {}",
+            head.len(),
+            8 + header_len
+        )));
+    }
+    let order = header_tensors(&head[8..]).map_err(in_memory)?;
+    sink(&head);
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    for (name, _) in &order {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| in_memory(format!("tensor {name} is in the header only")))?;
+        match &t.data {
+            TensorData::F32(v) => le_chunks(v, f32::to_le_bytes, &mut buf, &mut sink),
+            TensorData::I64(v) => le_chunks(v, i64::to_le_bytes, &mut buf, &mut sink),
+        }
+    }
+    Ok(())
+}
+
 /// `meta.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
@@ -237,6 +472,23 @@ pub const GOLDEN_DENSE: &str = "input.dense";
 /// Name of the expected probabilities in `golden.safetensors`.
 pub const GOLDEN_PROBS: &str = "output.probs";
 
+/// The first value that is NaN or infinite, with its index. A value is non-finite exactly when
+/// its exponent bits are all ones, so each block is tested with a branch-free maximum of the
+/// exponent bits (which the compiler vectorises): checking a large table costs about as much as
+/// reading it.
+fn first_non_finite(values: &[f32]) -> Option<(usize, &f32)> {
+    const BLOCK: usize = 1024;
+    const EXPONENT: u32 = 0x7f80_0000;
+    let block = values
+        .chunks(BLOCK)
+        .position(|c| c.iter().fold(0u32, |m, v| m.max(v.to_bits() & EXPONENT)) == EXPONENT)?;
+    values
+        .iter()
+        .enumerate()
+        .skip(block * BLOCK)
+        .find(|(_, v)| !v.is_finite())
+}
+
 /// Checks weights against the config's plan (presence, shape, dtype, finiteness, std > 0).
 pub fn validate_weights(config: &Config, weights: &TensorMap) -> Result<(), ModelError> {
     let specs = Plan::new(config).tensor_specs();
@@ -262,7 +514,7 @@ pub fn validate_weights(config: &Config, weights: &TensorMap) -> Result<(), Mode
             });
         }
         if let Some(values) = t.as_f32() {
-            if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            if let Some((index, &value)) = first_non_finite(values) {
                 return Err(ModelError::NonFinite {
                     name: spec.name.clone(),
                     index,
@@ -448,7 +700,20 @@ impl Checkpoint {
     }
 
     /// Reads and validates a checkpoint directory. Producer-private files are read into `extra`.
+    /// The weights file is decoded tensor by tensor ([`read_safetensors_file`]), so reading holds
+    /// one copy of the weights, not two.
     pub fn read(dir: &Path) -> Result<Checkpoint, ModelError> {
+        Checkpoint::read_with(dir, true)
+    }
+
+    /// [`Checkpoint::read`] without the producer-private files (`extra` is left empty): what a
+    /// consumer of the model needs (the compiler), without loading, say, the trainer's optimizer
+    /// state (about twice the weights) into memory.
+    pub fn read_model(dir: &Path) -> Result<Checkpoint, ModelError> {
+        Checkpoint::read_with(dir, false)
+    }
+
+    fn read_with(dir: &Path, with_extra: bool) -> Result<Checkpoint, ModelError> {
         recover_interrupted_write(dir)?;
         if !dir.is_dir() {
             return Err(ModelError::io(
@@ -461,8 +726,7 @@ impl Checkpoint {
         }
         let config = Config::load(&dir.join(files::CONFIG))?;
         let weights_path = dir.join(files::WEIGHTS);
-        let bytes = fs::read(&weights_path).map_err(|e| ModelError::io(&weights_path, e))?;
-        let weights = from_safetensors(&bytes, &weights_path)?;
+        let weights = read_safetensors_file(&weights_path)?;
         validate_weights(&config, &weights).map_err(|e| e.in_file(&weights_path))?;
         let meta_path = dir.join(files::META);
         let meta_bytes = fs::read(&meta_path).map_err(|e| ModelError::io(&meta_path, e))?;
@@ -477,14 +741,13 @@ impl Checkpoint {
         }
         let golden_path = dir.join(files::GOLDEN);
         let golden = if golden_path.exists() {
-            let bytes = fs::read(&golden_path).map_err(|e| ModelError::io(&golden_path, e))?;
-            Some(from_safetensors(&bytes, &golden_path)?)
+            Some(read_safetensors_file(&golden_path)?)
         } else {
             None
         };
         let mut extra = BTreeMap::new();
         let entries = fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))?;
-        for entry in entries {
+        for entry in entries.filter(|_| with_extra) {
             let entry = entry.map_err(|e| ModelError::io(dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let known = [files::CONFIG, files::WEIGHTS, files::META, files::GOLDEN];
@@ -503,12 +766,13 @@ impl Checkpoint {
         })
     }
 
-    /// SHA-256 (hex) of the resolved config text and the weights file bytes: what identifies the
-    /// model a compiled file came from.
+    /// SHA-256 (hex) of the resolved config text and the weights file bytes
+    /// ([`to_safetensors`] of the weights): what identifies the model a compiled file came from.
+    /// The weights' bytes are streamed into the hash ([`stream_safetensors`]), never built.
     pub fn content_hash(&self) -> Result<String, ModelError> {
         let mut h = Sha256::new();
         h.update(self.config.to_toml_string()?.as_bytes());
-        h.update(to_safetensors(&self.weights)?);
+        stream_safetensors(&self.weights, |bytes| h.update(bytes))?;
         Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
 }
@@ -591,6 +855,120 @@ mod tests {
             .insert("dense.mean".into(), Tensor::f32(vec![1], vec![f32::NAN]));
         let e = validate_weights(&ck.config, &ck.weights).expect_err("nan");
         assert!(e.to_string().contains("dense.mean"), "{e}");
+    }
+
+    /// Tensors of both dtypes, an empty one, and names whose order differs from the data order
+    /// `safetensors` chooses (i64 before f32).
+    fn mixed_tensors() -> TensorMap {
+        let mut m = TensorMap::new();
+        m.insert(
+            "a.f32".into(),
+            Tensor::f32(
+                vec![3, 700_001],
+                (0..2_100_003).map(|i| i as f32 * 0.25 - 7.0).collect(),
+            ),
+        );
+        m.insert("b.empty".into(), Tensor::f32(vec![0, 4], vec![]));
+        m.insert(
+            "c.i64".into(),
+            Tensor::i64(vec![5], vec![i64::MIN, -1, 0, 1, i64::MAX]),
+        );
+        m.insert(
+            "d.scalar".into(),
+            Tensor::f32(vec![], vec![f32::MIN_POSITIVE]),
+        );
+        m
+    }
+
+    #[test]
+    fn streamed_bytes_are_the_safetensors_bytes() {
+        let m = mixed_tensors();
+        let mut streamed = Vec::new();
+        let mut pieces = 0;
+        stream_safetensors(&m, |b| {
+            streamed.extend_from_slice(b);
+            pieces += 1;
+        })
+        .expect("stream");
+        assert_eq!(streamed, to_safetensors(&m).expect("serialise"));
+        assert!(
+            pieces > 3,
+            "the big tensor is streamed in chunks ({pieces} pieces)"
+        );
+    }
+
+    #[test]
+    fn the_content_hash_is_the_hash_of_config_and_weights_file() {
+        let ck = tiny_checkpoint();
+        let mut h = Sha256::new();
+        h.update(ck.config.to_toml_string().expect("toml").as_bytes());
+        h.update(to_safetensors(&ck.weights).expect("serialise"));
+        let whole: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(ck.content_hash().expect("hash"), whole);
+    }
+
+    #[test]
+    fn the_file_reader_agrees_with_the_in_memory_parser() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("w.safetensors");
+        let bytes = to_safetensors(&mixed_tensors()).expect("serialise");
+        fs::write(&path, &bytes).expect("write");
+        let streamed = read_safetensors_file(&path).expect("read");
+        assert_eq!(streamed, from_safetensors(&bytes, &path).expect("parse"));
+        assert_eq!(streamed, mixed_tensors());
+
+        // One byte more or less than the header describes, and an unsupported dtype.
+        fs::write(&path, [&bytes[..], &[0u8]].concat()).expect("write");
+        let e = read_safetensors_file(&path).expect_err("trailing byte");
+        assert!(e.to_string().contains("data bytes"), "{e}");
+        fs::write(&path, &bytes[..bytes.len() - 1]).expect("write");
+        let e = read_safetensors_file(&path).expect_err("missing byte");
+        assert!(e.to_string().contains("w.safetensors"), "{e}");
+        let mut renamed = bytes.clone();
+        let at = renamed
+            .windows(5)
+            .position(|w| w == b"\"I64\"")
+            .expect("the i64 dtype in the header");
+        renamed[at + 1] = b'U';
+        fs::write(&path, &renamed).expect("write");
+        let e = read_safetensors_file(&path).expect_err("u64");
+        assert!(e.to_string().contains("c.i64"), "{e}");
+        fs::write(&path, [3u8, 0, 0]).expect("write");
+        let e = read_safetensors_file(&path).expect_err("short");
+        assert!(e.to_string().contains("too short"), "{e}");
+    }
+
+    #[test]
+    fn read_model_leaves_out_the_producer_files() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("ckpt");
+        let ck = tiny_checkpoint();
+        ck.write(&dir).expect("write");
+        let back = Checkpoint::read_model(&dir).expect("read");
+        assert!(back.extra.is_empty());
+        assert_eq!(back.weights, ck.weights);
+        assert_eq!(Checkpoint::read(&dir).expect("read").extra, ck.extra);
+    }
+
+    #[test]
+    fn the_first_non_finite_value_is_found_anywhere() {
+        let mut v = vec![1.5f32; 5000];
+        v[4999] = -f32::MAX;
+        assert_eq!(first_non_finite(&v), None);
+        assert_eq!(first_non_finite(&[]), None);
+        for (i, bad) in [
+            (0, f32::NAN),
+            (1023, f32::INFINITY),
+            (1024, f32::NEG_INFINITY),
+            (4999, -f32::NAN),
+        ] {
+            let mut w = v.clone();
+            w[i] = bad;
+            w[4000] = f32::NAN; // a later one must not win
+            let (index, value) = first_non_finite(&w).expect("found");
+            assert_eq!(index, i.min(4000));
+            assert!(!value.is_finite());
+        }
     }
 
     #[test]

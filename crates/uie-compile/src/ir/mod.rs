@@ -344,6 +344,27 @@ impl Graph {
         out
     }
 
+    /// The tensor of an initializer value, `None` for inputs and node outputs.
+    pub fn initializer(&self, id: ValueId) -> Option<&Tensor> {
+        match &self.values.get(id.0)?.source {
+            Source::Initializer(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Moves every initializer's tensor out of the graph (leaving empty `[0]` tensors in their
+    /// place), keyed by value id: how the passes rebuild a graph without copying its tables.
+    pub(crate) fn take_initializers(&mut self) -> BTreeMap<ValueId, Tensor> {
+        let mut out = BTreeMap::new();
+        for (i, v) in self.values.iter_mut().enumerate() {
+            if let Source::Initializer(t) = &mut v.source {
+                let t = std::mem::replace(t, Tensor::f32(vec![0], Vec::new()));
+                out.insert(ValueId(i), t);
+            }
+        }
+        out
+    }
+
     /// The type of a value, or an error naming it if shape inference has not typed it.
     pub fn type_of(&self, id: ValueId) -> Result<&TensorType, CompileError> {
         let v = &self.values[id.0];

@@ -19,7 +19,8 @@
 //!
 //! Memory: tensor bytes are streamed from the graph's tensors into the data file in chunks of
 //! 64 Ki elements (converted to little-endian on the way); no copy of a whole table is made. Only
-//! inline initializers are copied into the `ModelProto`, which is then streamed into the file.
+//! inline initializers are copied into the `ModelProto`, which is then streamed into the file;
+//! [`write_model_owned`] moves them instead of copying when the whole model is inline.
 //!
 //! Atomicity and determinism: both files are written to dot-named temporaries in the target
 //! directory and fsynced; then the data file is renamed to its hash-named path (a name the
@@ -229,6 +230,78 @@ pub fn write_model(
     Ok(report)
 }
 
+/// [`write_model`] consuming the graph. The same bytes; with external data the tables are streamed
+/// from the graph as in [`write_model`]; inline, each initializer's tensor is moved into its
+/// `raw_data` ([`into_le_bytes`]) instead of copied, so the model is never held twice.
+pub fn write_model_owned(
+    mut graph: Graph,
+    path: &Path,
+    opts: &WriteOptions,
+) -> Result<WriteReport, CompileError> {
+    let skeleton = model_proto(&graph, |_, _| Placement::Empty)?;
+    let data_total: u64 = graph
+        .initializers()
+        .iter()
+        .map(|(_, t)| tensor_bytes(t) + FRAMING)
+        .sum();
+    let inline_estimate = skeleton.compute_size() + data_total;
+    if opts.external_data.is_some() || inline_estimate > opts.inline_limit {
+        drop(skeleton);
+        return write_model(&graph, path, opts);
+    }
+    let mut model = skeleton;
+    let mut tensors: Vec<(String, Tensor)> = graph
+        .take_initializers()
+        .into_iter()
+        .map(|(id, t)| (graph.value(id).name.clone(), t))
+        .collect();
+    drop(graph);
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let protos = &mut model.graph.mut_or_insert_default().initializer;
+    if protos.len() != tensors.len() {
+        return Err(CompileError::Onnx(format!(
+            "{} initializer protos for {} tensors",
+            protos.len(),
+            tensors.len()
+        )));
+    }
+    for (proto, (name, t)) in protos.iter_mut().zip(tensors) {
+        if proto.name != name {
+            return Err(CompileError::Onnx(format!(
+                "initializer proto {} where {name} was expected",
+                proto.name
+            )));
+        }
+        proto.raw_data = into_le_bytes(t.data);
+    }
+    let mut report = write_inline_proto(&model, path)?;
+    report.inline_estimate = inline_estimate;
+    Ok(report)
+}
+
+/// A tensor's values as little-endian bytes, consuming them: converted from the end in chunks,
+/// the source shrunk after each chunk, so the two buffers together stay about one tensor large
+/// (the output is zero-allocated, so its pages only count once written; how far the shrinking
+/// returns memory is the allocator's business: glibc gives large blocks back with `mremap`).
+fn into_le_bytes(data: TensorData) -> Vec<u8> {
+    fn convert<T: Copy, const N: usize>(mut v: Vec<T>, le: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+        let mut out = vec![0u8; v.len() * N];
+        while !v.is_empty() {
+            let start = v.len().saturating_sub(CHUNK_ELEMS);
+            for (x, o) in v[start..].iter().zip(out[start * N..].chunks_exact_mut(N)) {
+                o.copy_from_slice(&le(*x));
+            }
+            v.truncate(start);
+            v.shrink_to_fit();
+        }
+        out
+    }
+    match data {
+        TensorData::F32(v) => convert(v, f32::to_le_bytes),
+        TensorData::I64(v) => convert(v, i64::to_le_bytes),
+    }
+}
+
 fn write_proto(model: &onnx_protobuf::ModelProto, tmp: &mut TempFile) -> Result<u64, CompileError> {
     let size = model.compute_size();
     if size > PROTOBUF_LIMIT {
@@ -246,9 +319,15 @@ fn write_proto(model: &onnx_protobuf::ModelProto, tmp: &mut TempFile) -> Result<
 
 fn write_inline(graph: &Graph, path: &Path) -> Result<WriteReport, CompileError> {
     let model = model_proto(graph, |_, _| Placement::Inline)?;
+    write_inline_proto(&model, path)
+}
+
+fn write_inline_proto(
+    model: &onnx_protobuf::ModelProto,
+    path: &Path,
+) -> Result<WriteReport, CompileError> {
     let mut tmp = TempFile::create(path)?;
-    let model_bytes = write_proto(&model, &mut tmp)?;
-    drop(model);
+    let model_bytes = write_proto(model, &mut tmp)?;
     tmp.commit()?;
     sync_dir(&parent_dir(path));
     remove_stale_files(path, None);
@@ -282,27 +361,28 @@ fn stream_tensor(
     buf: &mut Vec<u8>,
     pb: &ProgressBar,
 ) -> std::io::Result<()> {
-    match &t.data {
-        TensorData::F32(v) => {
-            for c in v.chunks(CHUNK_ELEMS) {
-                buf.clear();
-                c.iter()
-                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-                w.write_all(buf)?;
-                pb.inc(buf.len() as u64);
+    fn chunks<T: Copy, const N: usize>(
+        w: &mut impl Write,
+        v: &[T],
+        le: impl Fn(T) -> [u8; N],
+        buf: &mut Vec<u8>,
+        pb: &ProgressBar,
+    ) -> std::io::Result<()> {
+        buf.resize(CHUNK_ELEMS * N, 0);
+        for c in v.chunks(CHUNK_ELEMS) {
+            let out = &mut buf[..c.len() * N];
+            for (o, x) in out.chunks_exact_mut(N).zip(c) {
+                o.copy_from_slice(&le(*x));
             }
+            w.write_all(out)?;
+            pb.inc(out.len() as u64);
         }
-        TensorData::I64(v) => {
-            for c in v.chunks(CHUNK_ELEMS) {
-                buf.clear();
-                c.iter()
-                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-                w.write_all(buf)?;
-                pb.inc(buf.len() as u64);
-            }
-        }
+        Ok(())
     }
-    Ok(())
+    match &t.data {
+        TensorData::F32(v) => chunks(w, v, f32::to_le_bytes, buf, pb),
+        TensorData::I64(v) => chunks(w, v, i64::to_le_bytes, buf, pb),
+    }
 }
 
 /// A writer that hashes what passes through it (SHA-256).

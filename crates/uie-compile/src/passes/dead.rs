@@ -8,7 +8,7 @@ use crate::error::CompileError;
 use crate::ir::{Graph, ValueId};
 
 /// Returns the graph without the nodes that do not contribute to an output.
-pub fn remove_dead(graph: &Graph) -> Result<Graph, CompileError> {
+pub fn remove_dead(graph: Graph) -> Result<Graph, CompileError> {
     let mut live: BTreeSet<ValueId> = graph.outputs().iter().copied().collect();
     let mut keep = vec![false; graph.nodes().len()];
     for (i, node) in graph.nodes().iter().enumerate().rev() {
@@ -19,7 +19,7 @@ pub fn remove_dead(graph: &Graph) -> Result<Graph, CompileError> {
     }
     let unused_initializers = graph.values().len() > live.len() + graph.nodes().len();
     if keep.iter().all(|&k| k) && !unused_initializers {
-        return Ok(graph.clone());
+        return Ok(graph);
     }
-    rebuild(graph, &keep, &BTreeMap::new())
+    rebuild(graph, &keep, BTreeMap::new())
 }

@@ -14,7 +14,7 @@ use crate::error::CompileError;
 use crate::ir::{Graph, Source, ValueId};
 
 /// Returns the graph with every foldable node replaced by initializers.
-pub fn fold_constants(graph: &Graph) -> Result<Graph, CompileError> {
+pub fn fold_constants(graph: Graph) -> Result<Graph, CompileError> {
     let outputs: BTreeSet<ValueId> = graph.outputs().iter().copied().collect();
     let mut constants: BTreeMap<ValueId, Tensor> = BTreeMap::new();
     let mut keep = vec![true; graph.nodes().len()];
@@ -43,7 +43,7 @@ pub fn fold_constants(graph: &Graph) -> Result<Graph, CompileError> {
         keep[i] = false;
     }
     if keep.iter().all(|&k| k) {
-        return Ok(graph.clone());
+        return Ok(graph);
     }
-    rebuild(graph, &keep, &constants)
+    rebuild(graph, &keep, constants)
 }

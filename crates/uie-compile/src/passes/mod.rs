@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use uie_model::Tensor;
 
 use crate::error::CompileError;
-use crate::ir::{Graph, Source, ValueId};
+use crate::ir::{Graph, ValueId};
 
 /// Which passes run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,22 +51,24 @@ impl Default for PassOptions {
 /// Runs the selected passes in order (folding first, so folded-away producers become dead).
 pub fn run(mut graph: Graph, options: &PassOptions) -> Result<Graph, CompileError> {
     if options.constant_folding {
-        graph = fold::fold_constants(&graph)?;
+        graph = fold::fold_constants(graph)?;
     }
     if options.dead_nodes {
-        graph = dead::remove_dead(&graph)?;
+        graph = dead::remove_dead(graph)?;
     }
     Ok(graph)
 }
 
-/// Copies `graph` keeping the nodes `keep[i]`, turning the values in `constants` into
+/// Rebuilds `graph` keeping the nodes `keep[i]`, turning the values in `constants` into
 /// initializers, and dropping initializers nothing uses. Value names, the input and output order
-/// and the metadata are kept.
+/// and the metadata are kept. Tensors are moved from the old graph into the new one, never copied.
 pub(crate) fn rebuild(
-    graph: &Graph,
+    mut graph: Graph,
     keep: &[bool],
-    constants: &BTreeMap<ValueId, Tensor>,
+    mut constants: BTreeMap<ValueId, Tensor>,
 ) -> Result<Graph, CompileError> {
+    let mut tensors = graph.take_initializers();
+    let graph = graph;
     let mut out = Graph::new(graph.name.clone());
     out.metadata = graph.metadata.clone();
     let mut map: BTreeMap<ValueId, ValueId> = BTreeMap::new();
@@ -75,18 +77,17 @@ pub(crate) fn rebuild(
         map.insert(id, out.add_input(&v.name, graph.type_of(id)?.clone())?);
     }
     // Initializers are added on first use, so unused ones disappear.
-    let resolve = |out: &mut Graph,
-                   map: &mut BTreeMap<ValueId, ValueId>,
-                   id: ValueId|
+    let mut resolve = |out: &mut Graph,
+                       map: &mut BTreeMap<ValueId, ValueId>,
+                       id: ValueId|
      -> Result<ValueId, CompileError> {
         if let Some(&m) = map.get(&id) {
             return Ok(m);
         }
         let v = graph.value(id);
-        let t = match (&v.source, constants.get(&id)) {
-            (_, Some(t)) => t.clone(),
-            (Source::Initializer(t), None) => t.clone(),
-            _ => {
+        let t = match constants.remove(&id).or_else(|| tensors.remove(&id)) {
+            Some(t) => t,
+            None => {
                 return Err(CompileError::InvalidGraph(format!(
                     "pass: value {} is used but not defined",
                     v.name
