@@ -100,17 +100,11 @@ pub fn compile_to_file_with(
 }
 
 /// Reads the checkpoint directory, compiles it and writes the model to `out` (and, with external
-<<<<<<< HEAD
-/// data, `<out>.<hash>.data`) atomically ([`onnx::write_model`]). The checkpoint is dropped before
-/// writing and tensors are streamed into the data file, so writing adds no copy of a large table.
-/// Past the 2 GiB protobuf limit, external data is used even if `write` does not ask for it.
-=======
-/// data, `<out>.data`) atomically ([`onnx::write_model`]). Memory: the weights are read once
+/// data, `<out>.<hash>.data`) atomically ([`onnx::write_model`]). Memory: the weights are read once
 /// (tensor by tensor, producer-private files skipped: [`Checkpoint::read_model`]), hashed as a
 /// stream, moved into the graph ([`build_graph_owned`]) and streamed into the data file, so one
 /// copy of the weights is held at any time. Past the 2 GiB protobuf limit, external data is used
 /// even if `write` does not ask for it.
->>>>>>> h3
 pub fn compile_to_path(
     checkpoint_dir: &Path,
     out: &Path,

@@ -16,15 +16,9 @@ mod write;
 
 pub use emit::to_model_bytes;
 pub use external::{
-<<<<<<< HEAD
-    data_file_path, is_data_file_of, write_model, DataFileReport, ExternalDataOptions,
-    WriteOptions, WriteReport, DATA_SUFFIX, DEFAULT_ALIGNMENT, DEFAULT_EXTERNAL_THRESHOLD,
-    HASH_BYTES, PROGRESS_MIN_BYTES, PROTOBUF_LIMIT,
-=======
-    data_file_path, write_model, write_model_owned, DataFileReport, ExternalDataOptions,
-    WriteOptions, WriteReport, DATA_SUFFIX, DEFAULT_ALIGNMENT, DEFAULT_EXTERNAL_THRESHOLD,
-    PROGRESS_MIN_BYTES, PROTOBUF_LIMIT,
->>>>>>> h3
+    data_file_path, is_data_file_of, write_model, write_model_owned, DataFileReport,
+    ExternalDataOptions, WriteOptions, WriteReport, DATA_SUFFIX, DEFAULT_ALIGNMENT,
+    DEFAULT_EXTERNAL_THRESHOLD, HASH_BYTES, PROGRESS_MIN_BYTES, PROTOBUF_LIMIT,
 };
 pub use read::{
     summarize, summarize_file, ExternalFileSummary, ExternalLocation, InitializerSummary,
