@@ -104,28 +104,29 @@ impl EvalOp for UieRetrieval {
                 &owned
             }
         };
-        let got = retrieve(&self.centres, self.k, data, self.wants())?;
+        let mut got = retrieve(&self.centres, self.k, data, self.wants())?;
         let k = self.k;
         let mut out = TVec::new();
         for o in &self.outputs {
             let t: Tensor = match o {
                 RetrievalOutput::Values => {
-                    ArrayD::from_shape_vec(IxDyn(&[b, k]), got.values.clone())?.into()
+                    ArrayD::from_shape_vec(IxDyn(&[b, k]), std::mem::take(&mut got.values))?.into()
                 }
                 RetrievalOutput::Indices => {
-                    ArrayD::from_shape_vec(IxDyn(&[b, k]), got.indices.clone())?.into()
+                    ArrayD::from_shape_vec(IxDyn(&[b, k]), std::mem::take(&mut got.indices))?.into()
                 }
                 RetrievalOutput::Keep => {
-                    ArrayD::from_shape_vec(IxDyn(&[b, k]), got.keep.clone())?.into()
+                    ArrayD::from_shape_vec(IxDyn(&[b, k]), std::mem::take(&mut got.keep))?.into()
                 }
                 RetrievalOutput::Weights => {
-                    ArrayD::from_shape_vec(IxDyn(&[b, k]), got.weights.clone())?.into()
+                    ArrayD::from_shape_vec(IxDyn(&[b, k]), std::mem::take(&mut got.weights))?.into()
                 }
                 RetrievalOutput::Sum => {
-                    ArrayD::from_shape_vec(IxDyn(&[b, d]), got.sum.clone())?.into()
+                    ArrayD::from_shape_vec(IxDyn(&[b, d]), std::mem::take(&mut got.sum))?.into()
                 }
                 RetrievalOutput::Gathered => {
-                    ArrayD::from_shape_vec(IxDyn(&[b, k, d]), got.gathered.clone())?.into()
+                    ArrayD::from_shape_vec(IxDyn(&[b, k, d]), std::mem::take(&mut got.gathered))?
+                        .into()
                 }
             };
             out.push(t.into_tvalue());
