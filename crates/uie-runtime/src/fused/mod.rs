@@ -12,11 +12,21 @@
 //! [`EngineOptions::fuse_retrieval`](crate::EngineOptions::fuse_retrieval) is false, and reports
 //! the count with [`Engine::fused_retrievals`](crate::Engine::fused_retrievals). The match rules
 //! are in [`pattern`].
+//!
+//! The same way, [`fuse_lookups`] replaces each hashed-embedding lookup `Gather(E, Mod(ids, H))`
+//! (eight element-wise nodes plus the `Gather` once tract has expanded the `Mod`) by one
+//! [`UieHashedLookup`] doing the modulo and the row copy in one pass ([`lookup`],
+//! [`lookup_pattern`]); [`EngineOptions::fuse_lookups`](crate::EngineOptions::fuse_lookups) turns
+//! it off.
 
 pub mod kernel;
+pub mod lookup;
+pub mod lookup_pattern;
 pub mod op;
 pub mod pattern;
 
 pub use kernel::{retrieve, CentreTable, KernelError, Retrieved, Wants};
+pub use lookup::{EmbeddingTable, LookupError, UieHashedLookup};
+pub use lookup_pattern::fuse_lookups;
 pub use op::{RetrievalOutput, UieRetrieval};
 pub use pattern::fuse_retrievals;
