@@ -16,6 +16,10 @@
 //! keep mask (`s > 0`), the masked softmax (max-subtracted; all-zero weights and a zero sum when
 //! nothing is kept — never NaN), the gather of the kept rows and their weighted sum, each only
 //! when asked for.
+//!
+//! [`retrieve_scored`] is the same per-row part on scores computed elsewhere (the runtime's
+//! rewrite feeds it tract's MatMul output: tract picks AVX2/FMA matrix kernels at run time, which
+//! this safe code, built for the baseline target, cannot).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -261,32 +265,10 @@ pub fn retrieve(
         });
     }
     let b = query.len() / d;
-    let need_weights = wants.weights || wants.sum;
-    let mut out = Retrieved::default();
-    if wants.values {
-        out.values = Vec::with_capacity(b * k);
-    }
-    if wants.indices {
-        out.indices = Vec::with_capacity(b * k);
-    }
-    if wants.keep {
-        out.keep = Vec::with_capacity(b * k);
-    }
-    if wants.weights {
-        out.weights = Vec::with_capacity(b * k);
-    }
-    if wants.sum {
-        out.sum = vec![0.0; b * d];
-    }
-    if wants.gathered {
-        out.gathered = Vec::with_capacity(b * k * d);
-    }
+    let mut sink = RowSink::new(table, k, wants, b);
     let stride = table.padded();
     let mut scores = vec![0.0f32; ROWS * stride];
     let mut qt = vec![[0.0f32; ROWS]; d];
-    let mut vals = vec![0.0f32; k];
-    let mut idx = vec![0usize; k];
-    let mut w = vec![0.0f32; k];
     for (block, qb) in query.chunks(ROWS * d).enumerate() {
         // Full blocks are scored together; the rows of a last partial block one by one.
         let rows_here = qb.len() / d;
@@ -304,55 +286,129 @@ pub fn retrieve(
             }
         }
         for r in 0..rows_here {
-            let row = block * ROWS + r;
-            let filled = top_k(&scores[r * stride..r * stride + n], &mut vals, &mut idx);
-            debug_assert_eq!(filled, k);
-            if wants.values {
-                out.values.extend_from_slice(&vals);
+            sink.push(&scores[r * stride..r * stride + n], block * ROWS + r);
+        }
+    }
+    Ok(sink.out)
+}
+
+/// The retrieval from precomputed scores `[B, N]` row-major (`s = q · Mᵀ` computed elsewhere):
+/// the top K, mask, weights, gather and sum of each row, as in [`retrieve`].
+pub fn retrieve_scored(
+    table: &CentreTable,
+    k: usize,
+    scores: &[f32],
+    wants: Wants,
+) -> Result<Retrieved, KernelError> {
+    let n = table.n;
+    if k == 0 || k > n {
+        return Err(KernelError::BadK { k, n });
+    }
+    if !scores.len().is_multiple_of(n) {
+        return Err(KernelError::BadQuery {
+            len: scores.len(),
+            d: n,
+        });
+    }
+    let mut sink = RowSink::new(table, k, wants, scores.len() / n);
+    for (row, s) in scores.chunks_exact(n).enumerate() {
+        sink.push(s, row);
+    }
+    Ok(sink.out)
+}
+
+/// The per-row part of the retrieval: top K of a row of scores, then what `wants` asks for.
+struct RowSink<'t> {
+    table: &'t CentreTable,
+    wants: Wants,
+    out: Retrieved,
+    vals: Vec<f32>,
+    idx: Vec<usize>,
+    w: Vec<f32>,
+}
+
+impl<'t> RowSink<'t> {
+    fn new(table: &'t CentreTable, k: usize, wants: Wants, b: usize) -> Self {
+        let d = table.d;
+        let mut out = Retrieved::default();
+        if wants.values {
+            out.values = Vec::with_capacity(b * k);
+        }
+        if wants.indices {
+            out.indices = Vec::with_capacity(b * k);
+        }
+        if wants.keep {
+            out.keep = Vec::with_capacity(b * k);
+        }
+        if wants.weights {
+            out.weights = Vec::with_capacity(b * k);
+        }
+        if wants.sum {
+            out.sum = vec![0.0; b * d];
+        }
+        if wants.gathered {
+            out.gathered = Vec::with_capacity(b * k * d);
+        }
+        RowSink {
+            table,
+            wants,
+            out,
+            vals: vec![0.0; k],
+            idx: vec![0; k],
+            w: vec![0.0; k],
+        }
+    }
+
+    fn push(&mut self, scores: &[f32], row: usize) {
+        let (table, wants, out) = (self.table, self.wants, &mut self.out);
+        let (vals, idx, w) = (&mut self.vals, &mut self.idx, &mut self.w);
+        let d = table.d;
+        let filled = top_k(scores, vals, idx);
+        debug_assert_eq!(filled, vals.len());
+        if wants.values {
+            out.values.extend_from_slice(vals);
+        }
+        if wants.indices {
+            out.indices.extend(idx.iter().map(|&i| i as i64));
+        }
+        if wants.keep {
+            out.keep
+                .extend(vals.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }));
+        }
+        if wants.gathered {
+            for &i in idx.iter() {
+                out.gathered
+                    .extend_from_slice(&table.rows[i * d..(i + 1) * d]);
             }
-            if wants.indices {
-                out.indices.extend(idx.iter().map(|&i| i as i64));
-            }
-            if wants.keep {
-                out.keep
-                    .extend(vals.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }));
-            }
-            if wants.gathered {
-                for &i in &idx {
-                    out.gathered
-                        .extend_from_slice(&table.rows[i * d..(i + 1) * d]);
+        }
+        if wants.weights || wants.sum {
+            // Kept scores are a prefix (the values are sorted); the first one is the maximum.
+            let kept = vals.iter().take_while(|&&v| v > 0.0).count();
+            w.iter_mut().for_each(|x| *x = 0.0);
+            if kept > 0 {
+                let m = vals[0];
+                let mut total = 0.0f32;
+                for (wk, &v) in w.iter_mut().zip(vals.iter()).take(kept) {
+                    *wk = (v - m).exp();
+                    total += *wk;
+                }
+                for wk in w.iter_mut().take(kept) {
+                    *wk /= total;
                 }
             }
-            if need_weights {
-                // Kept scores are a prefix (the values are sorted); the first one is the maximum.
-                let kept = vals.iter().take_while(|&&v| v > 0.0).count();
-                w.iter_mut().for_each(|x| *x = 0.0);
-                if kept > 0 {
-                    let m = vals[0];
-                    let mut total = 0.0f32;
-                    for (wk, &v) in w.iter_mut().zip(&vals).take(kept) {
-                        *wk = (v - m).exp();
-                        total += *wk;
-                    }
-                    for wk in w.iter_mut().take(kept) {
-                        *wk /= total;
-                    }
-                }
-                if wants.weights {
-                    out.weights.extend_from_slice(&w);
-                }
-                if wants.sum {
-                    let acc = &mut out.sum[row * d..(row + 1) * d];
-                    for (&wk, &i) in w.iter().zip(&idx).take(kept) {
-                        for (a, &m) in acc.iter_mut().zip(&table.rows[i * d..(i + 1) * d]) {
-                            *a += wk * m;
-                        }
+            if wants.weights {
+                out.weights.extend_from_slice(w);
+            }
+            if wants.sum {
+                let acc = &mut out.sum[row * d..(row + 1) * d];
+                for (&wk, &i) in w.iter().zip(idx.iter()).take(kept) {
+                    for (a, &m) in acc.iter_mut().zip(&table.rows[i * d..(i + 1) * d]) {
+                        *a += wk * m;
                     }
                 }
             }
         }
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -582,6 +638,31 @@ mod tests {
             .weights
             .iter()
             .all(|&w| (w - 1.0 / n as f32).abs() < 1e-6));
+    }
+
+    #[test]
+    fn scored_path_equals_the_blocked_path() {
+        // Scores summed in the same order give bit-equal scores, so every output is equal.
+        let mut next = rng(0x5C0E);
+        for (n, d, k, b) in [(256, 32, 3, 9), (256, 8, 8, 6), (9, 3, 9, 5), (1, 1, 1, 2)] {
+            let rows: Vec<f32> = (0..n * d).map(|_| next()).collect();
+            let t = CentreTable::from_rows(n, d, rows.clone()).expect("table");
+            let q: Vec<f32> = (0..b * d).map(|_| next()).collect();
+            let scores: Vec<f32> = q
+                .chunks_exact(d)
+                .flat_map(|row| {
+                    rows.chunks_exact(d)
+                        .map(|m| m.iter().zip(row).fold(0.0f32, |a, (x, y)| a + y * x))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let a = retrieve(&t, k, &q, ALL).expect("blocked");
+            let s = retrieve_scored(&t, k, &scores, ALL).expect("scored");
+            assert_eq!(a, s);
+        }
+        let t = CentreTable::from_rows(3, 1, vec![1.0, 2.0, 3.0]).expect("table");
+        assert!(retrieve_scored(&t, 1, &[1.0, 2.0], ALL).is_err());
+        assert!(retrieve_scored(&t, 4, &[1.0, 2.0, 3.0], ALL).is_err());
     }
 
     #[test]
