@@ -12,7 +12,10 @@
 # 2. times ONNX Runtime (the test venv, or $UIE_PYTHON) on those files: warm-up, then the mean
 #    over repeated runs of at least 3 s per case;
 # 3. prints a markdown table of mean times per call and ratios (> 1 means the fused runtime is
-#    faster).
+#    faster);
+# 4. times the three tract variants again interleaved (one call of each per round, medians:
+#    `cargo run --release -p uie-e2e --example rewrites`), the comparison to trust on a loaded
+#    machine.
 #
 # Usage: scripts/bench-retrieval.sh
 set -euo pipefail
@@ -73,3 +76,5 @@ for n, fu, nl, st, o1, o2 in rows:
     print(f"| {n} | {fu:.1f} | {nl:.1f} | {st:.1f} | {o1:.1f} | {o2:.1f} "
           f"| {nl/fu:.2f}× | {st/fu:.2f}× | {o1/fu:.2f}× | {o2/fu:.2f}× |")
 PYEOF
+
+cargo run --release -p uie-e2e --example rewrites
