@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Issue 8 benchmark: the compiled MovieLens full-UIE model in uie-runtime (tract, optimised, one
-# thread) with the fused retrieval rewrite and without it, against ONNX Runtime (one, then two
-# intra-op threads) on the same file and the same inputs, in the same run; batch 1, 16 and 256.
+# thread) with both runtime rewrites (fused retrieval + fused embedding lookups, "fused"), with the
+# fused retrieval only ("no lookups") and with neither ("standard"), against ONNX Runtime (one,
+# then two intra-op threads) on the same file and the same inputs, in the same run; batch 1, 16
+# and 256.
 #
 # 1. `cargo bench -p uie-e2e --bench retrieval` (criterion): compiles the checkpoint
 #    ($UIE_BENCH_CHECKPOINT, default out/protocol-b/full-uie-s2/best; trained briefly when absent),
-#    writes target/bench-retrieval/{model.onnx,inputs_<n>.json} and times both tract variants;
+#    writes target/bench-retrieval/{model.onnx,inputs_<n>.json} and times the three tract
+#    variants;
 # 2. times ONNX Runtime (the test venv, or $UIE_PYTHON) on those files: warm-up, then the mean
 #    over repeated runs of at least 3 s per case;
 # 3. prints a markdown table of mean times per call and ratios (> 1 means the fused runtime is
-#    faster).
+#    faster);
+# 4. times the three tract variants again interleaved (one call of each per round, medians:
+#    `cargo run --release -p uie-e2e --example rewrites`), the comparison to trust on a loaded
+#    machine.
 #
 # Usage: scripts/bench-retrieval.sh
 set -euo pipefail
@@ -54,18 +60,21 @@ for n in batches:
         doc = json.load(f)
     feeds = {k: np.asarray(v["data"], dtype=v["dtype"]).reshape(v["shape"]) for k, v in doc.items()}
     fused = criterion_mean_us("fused", n)
+    nolk = criterion_mean_us("no_lookups", n)
     std = criterion_mean_us("standard", n)
     o1 = ort_mean_us(1, feeds)
     o2 = ort_mean_us(2, feeds)
-    rows.append((n, fused, std, o1, o2))
+    rows.append((n, fused, nolk, std, o1, o2))
 
 print()
 print(f"onnxruntime {ort.__version__}; times are mean µs per call (one batch)")
 print()
-print("| batch | tract fused | tract standard | ORT 1 thread | ORT 2 threads "
-      "| standard / fused | ORT 1t / fused | ORT 2t / fused |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-for n, fu, st, o1, o2 in rows:
-    print(f"| {n} | {fu:.1f} | {st:.1f} | {o1:.1f} | {o2:.1f} "
-          f"| {st/fu:.2f}× | {o1/fu:.2f}× | {o2/fu:.2f}× |")
+print("| batch | tract fused | tract no lookups | tract standard | ORT 1 thread | ORT 2 threads "
+      "| no lookups / fused | standard / fused | ORT 1t / fused | ORT 2t / fused |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for n, fu, nl, st, o1, o2 in rows:
+    print(f"| {n} | {fu:.1f} | {nl:.1f} | {st:.1f} | {o1:.1f} | {o2:.1f} "
+          f"| {nl/fu:.2f}× | {st/fu:.2f}× | {o1/fu:.2f}× | {o2/fu:.2f}× |")
 PYEOF
+
+cargo run --release -p uie-e2e --example rewrites

@@ -6,8 +6,9 @@
 //!
 //! `optimize = false` runs the typed model as loaded ("plain"); `optimize = true` runs tract's
 //! optimised model. Parity tests run both. With `fuse_retrieval` (the default) each centre
-//! retrieval sub-graph is replaced by the runtime's fused op right after typing, before tract's
-//! optimiser (module [`crate::fused`]).
+//! retrieval sub-graph, and with `fuse_lookups` (the default) each hashed-embedding lookup, is
+//! replaced by the runtime's fused op right after typing, before tract's optimiser (module
+//! [`crate::fused`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -116,6 +117,9 @@ pub struct EngineOptions {
     /// Replace each recognised centre-retrieval sub-graph by the fused op of [`crate::fused`]
     /// (true, the default) or run the standard ops (false).
     pub fuse_retrieval: bool,
+    /// Replace each recognised hashed-embedding lookup `Gather(E, Mod(ids, H))` by the fused
+    /// lookup op of [`crate::fused`] (true, the default) or run the standard ops (false).
+    pub fuse_lookups: bool,
 }
 
 impl Default for EngineOptions {
@@ -123,6 +127,7 @@ impl Default for EngineOptions {
         EngineOptions {
             optimize: true,
             fuse_retrieval: true,
+            fuse_lookups: true,
         }
     }
 }
@@ -141,6 +146,7 @@ pub struct Engine {
     outputs: Arc<Vec<String>>,
     properties: Arc<Vec<(String, String)>>,
     fused: usize,
+    lookups: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -213,10 +219,14 @@ impl Engine {
             .collect();
         properties.sort();
         let mut fused = 0;
+        let mut lookups = 0;
         let plan = guarded(what, || {
             let mut typed = model.into_typed()?;
             if opts.fuse_retrieval {
-                fused = fuse_or_keep(&mut typed);
+                fused = fuse_or_keep(&mut typed, crate::fused::fuse_retrievals);
+            }
+            if opts.fuse_lookups {
+                lookups = fuse_or_keep(&mut typed, crate::fused::fuse_lookups);
             }
             let typed = if opts.optimize {
                 optimize(typed)?
@@ -249,6 +259,7 @@ impl Engine {
             outputs: Arc::new(outputs),
             properties: Arc::new(properties),
             fused,
+            lookups,
         })
     }
 
@@ -256,6 +267,12 @@ impl Engine {
     /// `fuse_retrieval` is off or the model has no retrieval).
     pub fn fused_retrievals(&self) -> usize {
         self.fused
+    }
+
+    /// How many embedding `Gather`s (of a hashed-id `Mod`) were replaced by fused lookups at load
+    /// (0 when `fuse_lookups` is off).
+    pub fn fused_lookups(&self) -> usize {
+        self.lookups
     }
 
     /// Graph input names, in graph order.
@@ -413,12 +430,14 @@ fn optimize(mut typed: TypedModel) -> TractResult<TypedModel> {
     Ok(typed)
 }
 
-/// Applies the retrieval rewrite; on any failure (error or panic) the model is left as loaded.
-fn fuse_or_keep(typed: &mut TypedModel) -> usize {
+/// Applies one rewrite of [`crate::fused`]; on any failure (error or panic) the model is left as
+/// it was.
+fn fuse_or_keep(
+    typed: &mut TypedModel,
+    rewrite: fn(&mut TypedModel) -> TractResult<usize>,
+) -> usize {
     let mut candidate = typed.clone();
-    match catch_unwind(AssertUnwindSafe(|| {
-        crate::fused::fuse_retrievals(&mut candidate)
-    })) {
+    match catch_unwind(AssertUnwindSafe(|| rewrite(&mut candidate))) {
         Ok(Ok(n)) => {
             *typed = candidate;
             n

@@ -1,13 +1,25 @@
 //! The fused retrieval kernel, in plain Rust (no tract types): `R(query, M, K)` of
-//! `uie-model.md` §5 for a batch of queries, one streaming pass per row.
+//! `uie-model.md` §5 for a batch of queries.
 //!
-//! Per row: the N scores `q · M_n` are computed into one row buffer (an axpy over the transposed
-//! table, so it vectorises over N), then scanned once keeping the K best `(score, index)` pairs in
-//! a small sorted array — a score enters only if strictly greater than the current K-th, and is
-//! inserted after the scores equal to it, so ties go to the lower index (the ONNX TopK rule). No
-//! full sort, no `[B, N]` buffer. Then the keep mask (`s > 0`), the masked softmax
-//! (max-subtracted; all-zero weights and a zero sum when nothing is kept — never NaN), the gather
-//! of the kept rows and their weighted sum, each only when asked for.
+//! Scores: the centre table is packed once, at load, into panels of [`LANES`] centres
+//! (`[d][LANES]` each, the last padded with zero centres); rows are scored in blocks of [`ROWS`]
+//! (the rows of a last partial block one at a time) against one panel at a time with a
+//! `ROWS × LANES` block of accumulators held in registers —
+//! fixed-size loops over arrays, which the compiler unrolls and vectorises, in safe code. Every
+//! score is `Σ_j q_j · M_nj` accumulated from 0 in `j` order, so equal centres get bit-equal
+//! scores wherever they sit. Only a `[ROWS, N]` score block exists at a time, never `[B, N]`.
+//!
+//! Per row the scores are then scanned once keeping the K best `(score, index)` pairs in a small
+//! sorted array — a score enters only if strictly greater than the current K-th, and is inserted
+//! after the scores equal to it, so ties go to the lower index (the ONNX TopK rule); chunks of
+//! [`LANES`] scores none of which beats the K-th are skipped with one test. No full sort. Then the
+//! keep mask (`s > 0`), the masked softmax (max-subtracted; all-zero weights and a zero sum when
+//! nothing is kept — never NaN), the gather of the kept rows and their weighted sum, each only
+//! when asked for.
+//!
+//! [`retrieve_scored`] is the same per-row part on scores computed elsewhere (the runtime's
+//! rewrite feeds it tract's MatMul output: tract picks AVX2/FMA matrix kernels at run time, which
+//! this safe code, built for the baseline target, cannot).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -36,14 +48,20 @@ pub enum KernelError {
     },
 }
 
-/// A centre table `M` `[N, d]`, kept in both layouts: rows (for the gather) and transposed (for
-/// the scores).
+/// Centres per panel of the packed table: one 8-wide accumulator row of the score block.
+pub const LANES: usize = 8;
+/// Query rows scored together against each panel (the register block is `ROWS × LANES`).
+pub const ROWS: usize = 4;
+
+/// A centre table `M` `[N, d]`, kept in two layouts: rows (for the gather) and packed panels
+/// (for the scores): panel `p` holds centres `8p .. 8p + 8` as `[d][8]`, the last one padded with
+/// zero centres (their scores are computed and ignored).
 #[derive(Clone, PartialEq)]
 pub struct CentreTable {
     n: usize,
     d: usize,
     rows: Vec<f32>,
-    cols: Vec<f32>,
+    panels: Vec<[f32; LANES]>,
 }
 
 impl fmt::Debug for CentreTable {
@@ -67,7 +85,7 @@ impl CentreTable {
                 rows[i * d + j] = cols[j * n + i];
             }
         }
-        Ok(CentreTable { n, d, rows, cols })
+        Ok(CentreTable::packed(n, d, rows))
     }
 
     /// A table from its row layout `M` `[N, d]`.
@@ -78,13 +96,19 @@ impl CentreTable {
                 rows.len()
             )));
         }
-        let mut cols = vec![0.0; n * d];
-        for i in 0..n {
-            for j in 0..d {
-                cols[j * n + i] = rows[i * d + j];
+        Ok(CentreTable::packed(n, d, rows))
+    }
+
+    fn packed(n: usize, d: usize, rows: Vec<f32>) -> Self {
+        let panels_n = n.div_ceil(LANES);
+        let mut panels = vec![[0.0f32; LANES]; panels_n * d];
+        for (i, row) in rows.chunks_exact(d).enumerate() {
+            let (p, l) = (i / LANES, i % LANES);
+            for (j, &m) in row.iter().enumerate() {
+                panels[p * d + j][l] = m;
             }
         }
-        Ok(CentreTable { n, d, rows, cols })
+        CentreTable { n, d, rows, panels }
     }
 
     /// Number of centres `N`.
@@ -100,6 +124,33 @@ impl CentreTable {
     /// The row layout `[N, d]`.
     pub fn rows(&self) -> &[f32] {
         &self.rows
+    }
+
+    /// `N` rounded up to whole panels: the row length of a score block.
+    fn padded(&self) -> usize {
+        self.panels.len() / self.d * LANES
+    }
+
+    /// Scores of a block of `R` queries given transposed (`qt[j][r]` = query `r`, value `j`;
+    /// `d` entries) against every centre, into `out` `[R][padded N]`. Each score is
+    /// `Σ_j q_j · M_nj` accumulated from 0 in `j` order (the same value for equal centres, wherever
+    /// they sit in the panels, and whatever `R` is).
+    fn score_block<const R: usize>(&self, qt: &[[f32; R]], out: &mut [f32]) {
+        let stride = self.padded();
+        for (p, panel) in self.panels.chunks_exact(self.d).enumerate() {
+            let mut acc = [[0.0f32; LANES]; R];
+            for (m, qj) in panel.iter().zip(qt) {
+                for (a, &q) in acc.iter_mut().zip(qj) {
+                    for (x, &c) in a.iter_mut().zip(m) {
+                        *x += q * c;
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                let at = r * stride + p * LANES;
+                out[at..at + LANES].copy_from_slice(a);
+            }
+        }
     }
 }
 
@@ -137,45 +188,66 @@ pub struct Retrieved {
     pub gathered: Vec<f32>,
 }
 
-/// Keeps the K best `(score, index)` of a stream of scores seen in increasing index order.
-/// Returns how many slots are filled (`min(K, N)`).
+/// Inserts `(s, i)` into the sorted `vals`/`idx` (best first, `filled` slots used), after every
+/// kept score `>= s` (ties: the earlier index stays ahead). Returns the new fill.
+fn insert(vals: &mut [f32], idx: &mut [usize], filled: usize, s: f32, i: usize) -> usize {
+    let k = vals.len();
+    let last = filled.min(k - 1);
+    let mut p = last;
+    while p > 0
+        && !matches!(
+            vals[p - 1].partial_cmp(&s),
+            Some(Ordering::Greater | Ordering::Equal)
+        )
+    {
+        p -= 1;
+    }
+    let mut j = last;
+    while j > p {
+        vals[j] = vals[j - 1];
+        idx[j] = idx[j - 1];
+        j -= 1;
+    }
+    vals[p] = s;
+    idx[p] = i;
+    (filled + 1).min(k)
+}
+
+/// Keeps the K best `(score, index)` of a stream of scores seen in increasing index order: a score
+/// enters only if strictly greater than the current K-th (ties: lower index; NaN never enters a
+/// full list). Once the list is full, a chunk of `LANES` scores none of which beats the K-th is
+/// skipped with one branch. Returns how many slots are filled (`min(K, N)`).
 fn top_k(scores: &[f32], vals: &mut [f32], idx: &mut [usize]) -> usize {
     let k = vals.len();
     let mut filled = 0usize;
-    for (i, &s) in scores.iter().enumerate() {
+    let (chunks, tail) = scores.as_chunks::<LANES>();
+    for (c, chunk) in chunks.iter().enumerate() {
         if filled == k {
-            // Strictly greater than the current K-th, or it does not enter (ties: lower index).
-            if s.partial_cmp(&vals[k - 1]) != Some(Ordering::Greater) {
+            let kth = vals[k - 1];
+            if !chunk.iter().fold(false, |any, &s| any | (s > kth)) {
                 continue;
             }
         }
-        // Position: after every kept score >= s.
-        let mut p = filled.min(k - 1);
-        while p > 0
-            && !matches!(
-                vals[p - 1].partial_cmp(&s),
-                Some(Ordering::Greater | Ordering::Equal)
-            )
-        {
-            p -= 1;
+        for (l, &s) in chunk.iter().enumerate() {
+            if filled < k || s > vals[k - 1] {
+                filled = insert(vals, idx, filled, s, c * LANES + l);
+            }
         }
-        let last = filled.min(k - 1);
-        let mut j = last;
-        while j > p {
-            vals[j] = vals[j - 1];
-            idx[j] = idx[j - 1];
-            j -= 1;
-        }
-        vals[p] = s;
-        idx[p] = i;
-        if filled < k {
-            filled += 1;
+    }
+    let base = chunks.len() * LANES;
+    for (l, &s) in tail.iter().enumerate() {
+        if filled < k || s > vals[k - 1] {
+            filled = insert(vals, idx, filled, s, base + l);
         }
     }
     filled
 }
 
 /// Runs the retrieval for every row of `query` (`[B, d]` row-major).
+///
+/// Rows go in blocks of [`ROWS`]: the block's scores against all centres come from the packed
+/// panels (a `ROWS × LANES` register block per panel, fixed-size loops that the compiler
+/// vectorises), then each row of the block is reduced to its top K, mask, weights, gather and sum.
 pub fn retrieve(
     table: &CentreTable,
     k: usize,
@@ -193,42 +265,108 @@ pub fn retrieve(
         });
     }
     let b = query.len() / d;
-    let need_weights = wants.weights || wants.sum;
-    let mut out = Retrieved::default();
-    if wants.values {
-        out.values = Vec::with_capacity(b * k);
-    }
-    if wants.indices {
-        out.indices = Vec::with_capacity(b * k);
-    }
-    if wants.keep {
-        out.keep = Vec::with_capacity(b * k);
-    }
-    if wants.weights {
-        out.weights = Vec::with_capacity(b * k);
-    }
-    if wants.sum {
-        out.sum = vec![0.0; b * d];
-    }
-    if wants.gathered {
-        out.gathered = Vec::with_capacity(b * k * d);
-    }
-    let mut scores = vec![0.0f32; n];
-    let mut vals = vec![0.0f32; k];
-    let mut idx = vec![0usize; k];
-    let mut w = vec![0.0f32; k];
-    for (row, q) in query.chunks_exact(d).enumerate() {
-        // Scores: s = Σ_j q_j · Mᵀ[j, :], accumulated in j order.
-        scores.iter_mut().for_each(|s| *s = 0.0);
-        for (&qj, col) in q.iter().zip(table.cols.chunks_exact(n)) {
-            for (s, &m) in scores.iter_mut().zip(col) {
-                *s += qj * m;
+    let mut sink = RowSink::new(table, k, wants, b);
+    let stride = table.padded();
+    let mut scores = vec![0.0f32; ROWS * stride];
+    let mut qt = vec![[0.0f32; ROWS]; d];
+    for (block, qb) in query.chunks(ROWS * d).enumerate() {
+        // Full blocks are scored together; the rows of a last partial block one by one.
+        let rows_here = qb.len() / d;
+        if rows_here == ROWS {
+            for (r, q) in qb.chunks_exact(d).enumerate() {
+                for (t, &x) in qt.iter_mut().zip(q) {
+                    t[r] = x;
+                }
+            }
+            table.score_block(&qt, &mut scores);
+        } else {
+            for (r, q) in qb.chunks_exact(d).enumerate() {
+                let (one, _) = q.as_chunks::<1>();
+                table.score_block(one, &mut scores[r * stride..(r + 1) * stride]);
             }
         }
-        let filled = top_k(&scores, &mut vals, &mut idx);
-        debug_assert_eq!(filled, k);
+        for r in 0..rows_here {
+            sink.push(&scores[r * stride..r * stride + n], block * ROWS + r);
+        }
+    }
+    Ok(sink.out)
+}
+
+/// The retrieval from precomputed scores `[B, N]` row-major (`s = q · Mᵀ` computed elsewhere):
+/// the top K, mask, weights, gather and sum of each row, as in [`retrieve`].
+pub fn retrieve_scored(
+    table: &CentreTable,
+    k: usize,
+    scores: &[f32],
+    wants: Wants,
+) -> Result<Retrieved, KernelError> {
+    let n = table.n;
+    if k == 0 || k > n {
+        return Err(KernelError::BadK { k, n });
+    }
+    if !scores.len().is_multiple_of(n) {
+        return Err(KernelError::BadQuery {
+            len: scores.len(),
+            d: n,
+        });
+    }
+    let mut sink = RowSink::new(table, k, wants, scores.len() / n);
+    for (row, s) in scores.chunks_exact(n).enumerate() {
+        sink.push(s, row);
+    }
+    Ok(sink.out)
+}
+
+/// The per-row part of the retrieval: top K of a row of scores, then what `wants` asks for.
+struct RowSink<'t> {
+    table: &'t CentreTable,
+    wants: Wants,
+    out: Retrieved,
+    vals: Vec<f32>,
+    idx: Vec<usize>,
+    w: Vec<f32>,
+}
+
+impl<'t> RowSink<'t> {
+    fn new(table: &'t CentreTable, k: usize, wants: Wants, b: usize) -> Self {
+        let d = table.d;
+        let mut out = Retrieved::default();
         if wants.values {
-            out.values.extend_from_slice(&vals);
+            out.values = Vec::with_capacity(b * k);
+        }
+        if wants.indices {
+            out.indices = Vec::with_capacity(b * k);
+        }
+        if wants.keep {
+            out.keep = Vec::with_capacity(b * k);
+        }
+        if wants.weights {
+            out.weights = Vec::with_capacity(b * k);
+        }
+        if wants.sum {
+            out.sum = vec![0.0; b * d];
+        }
+        if wants.gathered {
+            out.gathered = Vec::with_capacity(b * k * d);
+        }
+        RowSink {
+            table,
+            wants,
+            out,
+            vals: vec![0.0; k],
+            idx: vec![0; k],
+            w: vec![0.0; k],
+        }
+    }
+
+    fn push(&mut self, scores: &[f32], row: usize) {
+        let (table, wants, out) = (self.table, self.wants, &mut self.out);
+        let (vals, idx, w) = (&mut self.vals, &mut self.idx, &mut self.w);
+        let d = table.d;
+        let filled = top_k(scores, vals, idx);
+        debug_assert_eq!(filled, vals.len());
+        if wants.values {
+            out.values.extend_from_slice(vals);
         }
         if wants.indices {
             out.indices.extend(idx.iter().map(|&i| i as i64));
@@ -238,19 +376,19 @@ pub fn retrieve(
                 .extend(vals.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }));
         }
         if wants.gathered {
-            for &i in &idx {
+            for &i in idx.iter() {
                 out.gathered
                     .extend_from_slice(&table.rows[i * d..(i + 1) * d]);
             }
         }
-        if need_weights {
+        if wants.weights || wants.sum {
             // Kept scores are a prefix (the values are sorted); the first one is the maximum.
             let kept = vals.iter().take_while(|&&v| v > 0.0).count();
             w.iter_mut().for_each(|x| *x = 0.0);
             if kept > 0 {
                 let m = vals[0];
                 let mut total = 0.0f32;
-                for (wk, &v) in w.iter_mut().zip(&vals).take(kept) {
+                for (wk, &v) in w.iter_mut().zip(vals.iter()).take(kept) {
                     *wk = (v - m).exp();
                     total += *wk;
                 }
@@ -259,11 +397,11 @@ pub fn retrieve(
                 }
             }
             if wants.weights {
-                out.weights.extend_from_slice(&w);
+                out.weights.extend_from_slice(w);
             }
             if wants.sum {
                 let acc = &mut out.sum[row * d..(row + 1) * d];
-                for (&wk, &i) in w.iter().zip(&idx).take(kept) {
+                for (&wk, &i) in w.iter().zip(idx.iter()).take(kept) {
                     for (a, &m) in acc.iter_mut().zip(&table.rows[i * d..(i + 1) * d]) {
                         *a += wk * m;
                     }
@@ -271,7 +409,6 @@ pub fn retrieve(
             }
         }
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -293,10 +430,11 @@ mod tests {
         let mut out = Retrieved::default();
         for row in q.chunks_exact(d) {
             let s: Vec<f32> = (0..n)
-                .map(|i| (0..d).map(|j| row[j] * table.rows[i * d + j]).sum())
+                .map(|i| (0..d).fold(0.0f32, |acc, j| acc + row[j] * table.rows[i * d + j]))
                 .collect();
             let mut order: Vec<usize> = (0..n).collect();
-            order.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+            // Stable: equal scores keep index order.
+            order.sort_by(|&a, &b| s[b].partial_cmp(&s[a]).unwrap_or(Ordering::Equal));
             let top = &order[..k];
             let kept: Vec<bool> = top.iter().map(|&i| s[i] > 0.0).collect();
             let m = top
@@ -333,6 +471,27 @@ mod tests {
             }
         }
         out
+    }
+
+    fn transpose(rows: &[f32], n: usize, d: usize) -> Vec<f32> {
+        let mut cols = vec![0.0; n * d];
+        for i in 0..n {
+            for j in 0..d {
+                cols[j * n + i] = rows[i * d + j];
+            }
+        }
+        cols
+    }
+
+    /// A deterministic xorshift generator of values in [-1, 1).
+    fn rng(seed: u64) -> impl FnMut() -> f32 {
+        let mut state = seed;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
     }
 
     fn close(a: &[f32], b: &[f32]) -> bool {
@@ -415,20 +574,14 @@ mod tests {
 
     #[test]
     fn random_tables_match_the_reference() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
+        let mut next = rng(0x9E37_79B9_7F4A_7C15);
         for (n, d, k, b) in [(7, 6, 3, 5), (256, 32, 3, 9), (256, 8, 8, 17), (9, 4, 9, 3)] {
             let rows: Vec<f32> = (0..n * d).map(|_| next()).collect();
             let t = CentreTable::from_rows(n, d, rows.clone()).expect("table");
             let q: Vec<f32> = (0..b * d).map(|_| next()).collect();
             check(&t, k, &q);
             // Both layouts give the same table.
-            let tt = CentreTable::from_transposed(d, n, t.cols.clone()).expect("table");
+            let tt = CentreTable::from_transposed(d, n, transpose(&rows, n, d)).expect("table");
             assert_eq!(tt, t);
         }
         // Empty batch.
@@ -437,5 +590,95 @@ mod tests {
             retrieve(&t, 1, &[], ALL).expect("empty"),
             Retrieved::default()
         );
+    }
+
+    #[test]
+    fn blocked_path_at_block_and_panel_boundaries() {
+        let mut next = rng(0xD1B5_4A32_D192_ED03);
+        // N around the panel width, B around the row block, K from 1 to N.
+        for n in [1, 2, 7, 8, 9, 15, 16, 17, 33] {
+            for d in [1, 3, 8] {
+                let rows: Vec<f32> = (0..n * d).map(|_| next()).collect();
+                let t = CentreTable::from_rows(n, d, rows).expect("table");
+                for b in [1, 3, 4, 5, 8, 9] {
+                    let q: Vec<f32> = (0..b * d).map(|_| next()).collect();
+                    for k in [1, n.div_ceil(2), n] {
+                        let got = check(&t, k, &q);
+                        assert_eq!(got.indices.len(), b * k);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn blocked_path_ties_across_panels_and_blocks() {
+        // Centre 3 is repeated at 7, 8 (first of the second panel), 16 and 19 (the padded last
+        // panel); it is the best centre for the query, so the top 5 are exactly those, in index
+        // order — in every row of the block, whichever slot the row has in it.
+        let (n, d) = (20, 4);
+        let mut next = rng(7);
+        let mut rows: Vec<f32> = (0..n * d).map(|_| next() * 0.1).collect();
+        let best = [2.0, -1.0, 0.5, 3.0];
+        for i in [3, 7, 8, 16, 19] {
+            rows[i * d..(i + 1) * d].copy_from_slice(&best);
+        }
+        let t = CentreTable::from_rows(n, d, rows).expect("table");
+        let q: Vec<f32> = (0..6).flat_map(|_| [1.0, -1.0, 1.0, 1.0]).collect();
+        let got = check(&t, 5, &q);
+        for row in got.indices.chunks_exact(5) {
+            assert_eq!(row, [3, 7, 8, 16, 19]);
+        }
+        // K = N with every centre equal: the identity order, all kept, uniform weights.
+        let t = CentreTable::from_rows(n, d, best.repeat(n)).expect("table");
+        let got = check(&t, n, &q[..2 * d]);
+        let ids: Vec<i64> = (0..n as i64).chain(0..n as i64).collect();
+        assert_eq!(got.indices, ids);
+        assert!(got
+            .weights
+            .iter()
+            .all(|&w| (w - 1.0 / n as f32).abs() < 1e-6));
+    }
+
+    #[test]
+    fn scored_path_equals_the_blocked_path() {
+        // Scores summed in the same order give bit-equal scores, so every output is equal.
+        let mut next = rng(0x5C0E);
+        for (n, d, k, b) in [(256, 32, 3, 9), (256, 8, 8, 6), (9, 3, 9, 5), (1, 1, 1, 2)] {
+            let rows: Vec<f32> = (0..n * d).map(|_| next()).collect();
+            let t = CentreTable::from_rows(n, d, rows.clone()).expect("table");
+            let q: Vec<f32> = (0..b * d).map(|_| next()).collect();
+            let scores: Vec<f32> = q
+                .chunks_exact(d)
+                .flat_map(|row| {
+                    rows.chunks_exact(d)
+                        .map(|m| m.iter().zip(row).fold(0.0f32, |a, (x, y)| a + y * x))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let a = retrieve(&t, k, &q, ALL).expect("blocked");
+            let s = retrieve_scored(&t, k, &scores, ALL).expect("scored");
+            assert_eq!(a, s);
+        }
+        let t = CentreTable::from_rows(3, 1, vec![1.0, 2.0, 3.0]).expect("table");
+        assert!(retrieve_scored(&t, 1, &[1.0, 2.0], ALL).is_err());
+        assert!(retrieve_scored(&t, 4, &[1.0, 2.0, 3.0], ALL).is_err());
+    }
+
+    #[test]
+    fn blocked_path_all_scores_non_positive() {
+        // Every score ≤ 0 (negative query on a non-negative table, and a zero query): nothing
+        // kept, zero weights and sums, the top K still the K largest scores, ties by index.
+        let mut next = rng(11);
+        let (n, d) = (21, 5);
+        let rows: Vec<f32> = (0..n * d).map(|_| next().abs()).collect();
+        let t = CentreTable::from_rows(n, d, rows).expect("table");
+        let mut q: Vec<f32> = (0..5 * d).map(|_| -next().abs()).collect();
+        q.extend(std::iter::repeat_n(0.0, d));
+        let got = check(&t, 4, &q);
+        assert!(got.keep.iter().all(|&k| k == 0.0));
+        assert!(got.weights.iter().chain(&got.sum).all(|&x| x == 0.0));
+        assert!(got.values.iter().all(|&v| v <= 0.0));
+        assert_eq!(&got.indices[20..], [0, 1, 2, 3]);
     }
 }

@@ -3,20 +3,32 @@
 //! The ONNX file `uie-compile` writes stays standard: retrieval is `MatMul` → `TopK` →
 //! `Greater` → `Cast` → masked `Softmax` → `Gather` → weighted sum, which every runtime runs. After
 //! loading, [`fuse_retrievals`] finds each such sub-graph in tract's typed model by structure and
-//! constants and replaces it with one op of this crate, [`UieRetrieval`], whose kernel
-//! ([`kernel::retrieve`]) streams over the centres keeping the K best scores and does the mask,
-//! the softmax, the gather and the weighted sum in the same pass. tract's TopK sorts every row of
+//! constants and replaces everything after the MatMul with one op of this crate, [`UieRetrieval`],
+//! whose kernel ([`kernel::retrieve_scored`]) scans each row of scores once keeping the K best and
+//! does the mask, the softmax, the gather and the weighted sum in the same pass
+//! ([`kernel::retrieve`] also scores queries itself, with a blocked safe-Rust kernel; measured
+//! slower than tract's MatMul at batch 256, so the rewrite keeps the MatMul). tract's TopK sorts every row of
 //! `[B, N]` scores; this is what made tract ~8× slower than ONNX Runtime at batch 256.
 //!
 //! [`Engine`](crate::Engine) applies the rewrite on load unless
 //! [`EngineOptions::fuse_retrieval`](crate::EngineOptions::fuse_retrieval) is false, and reports
 //! the count with [`Engine::fused_retrievals`](crate::Engine::fused_retrievals). The match rules
 //! are in [`pattern`].
+//!
+//! The same way, [`fuse_lookups`] replaces each hashed-embedding lookup `Gather(E, Mod(ids, H))`
+//! (eight element-wise nodes plus the `Gather` once tract has expanded the `Mod`) by one
+//! [`UieHashedLookup`] doing the modulo and the row copy in one pass ([`lookup`],
+//! [`lookup_pattern`]); [`EngineOptions::fuse_lookups`](crate::EngineOptions::fuse_lookups) turns
+//! it off.
 
 pub mod kernel;
+pub mod lookup;
+pub mod lookup_pattern;
 pub mod op;
 pub mod pattern;
 
-pub use kernel::{retrieve, CentreTable, KernelError, Retrieved, Wants};
+pub use kernel::{retrieve, retrieve_scored, CentreTable, KernelError, Retrieved, Wants};
+pub use lookup::{EmbeddingTable, LookupError, UieHashedLookup};
+pub use lookup_pattern::fuse_lookups;
 pub use op::{RetrievalOutput, UieRetrieval};
 pub use pattern::fuse_retrievals;

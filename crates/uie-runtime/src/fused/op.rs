@@ -1,7 +1,8 @@
 //! [`UieRetrieval`]: the fused retrieval as a tract op (`TypedOp` + `EvalOp` + `Op`).
 //!
-//! One input, the query `[B, d]` f32; one output per [`RetrievalOutput`] it was built with, in
-//! that order. The op has no declutter or codegen rule of its own, so tract's optimiser leaves it
+//! One input: the scores `q · Mᵀ` `[B, N]` f32 when `scored` (what the rewrite builds: the
+//! graph's MatMul computes them), else the query `[B, d]` f32 (scored in the op by the blocked
+//! kernel); one output per [`RetrievalOutput`] it was built with, in that order. The op has no declutter or codegen rule of its own, so tract's optimiser leaves it
 //! as it is and optimises around it.
 
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
 use tract_onnx::tract_core::internal::*;
 
-use super::kernel::{retrieve, CentreTable, Wants};
+use super::kernel::{retrieve, retrieve_scored, CentreTable, Wants};
 
 /// One value of the standard retrieval sub-graph that the fused op can stand in for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,6 +40,9 @@ pub struct UieRetrieval {
     pub with_weights: bool,
     /// The outputs, in output-slot order.
     pub outputs: Vec<RetrievalOutput>,
+    /// The input is the scores `q · Mᵀ` `[B, N]` (computed by the graph's MatMul) rather than
+    /// the query `[B, d]`.
+    pub scored: bool,
 }
 
 impl Eq for UieRetrieval {}
@@ -87,9 +91,14 @@ impl EvalOp for UieRetrieval {
         }
         let q = &inputs[0];
         let d = self.centres.width();
-        if q.datum_type() != f32::datum_type() || q.rank() != 2 || q.shape()[1] != d {
+        let width = if self.scored {
+            self.centres.centres()
+        } else {
+            d
+        };
+        if q.datum_type() != f32::datum_type() || q.rank() != 2 || q.shape()[1] != width {
             bail!(
-                "UieRetrieval: query must be f32 [B, {d}], got {:?} {:?}",
+                "UieRetrieval: input must be f32 [B, {width}], got {:?} {:?}",
                 q.datum_type(),
                 q.shape()
             );
@@ -104,28 +113,33 @@ impl EvalOp for UieRetrieval {
                 &owned
             }
         };
-        let got = retrieve(&self.centres, self.k, data, self.wants())?;
+        let mut got = if self.scored {
+            retrieve_scored(&self.centres, self.k, data, self.wants())?
+        } else {
+            retrieve(&self.centres, self.k, data, self.wants())?
+        };
         let k = self.k;
         let mut out = TVec::new();
         for o in &self.outputs {
             let t: Tensor = match o {
                 RetrievalOutput::Values => {
-                    ArrayD::from_shape_vec(IxDyn(&[b, k]), got.values.clone())?.into()
+                    ArrayD::from_shape_vec(IxDyn(&[b, k]), std::mem::take(&mut got.values))?.into()
                 }
                 RetrievalOutput::Indices => {
-                    ArrayD::from_shape_vec(IxDyn(&[b, k]), got.indices.clone())?.into()
+                    ArrayD::from_shape_vec(IxDyn(&[b, k]), std::mem::take(&mut got.indices))?.into()
                 }
                 RetrievalOutput::Keep => {
-                    ArrayD::from_shape_vec(IxDyn(&[b, k]), got.keep.clone())?.into()
+                    ArrayD::from_shape_vec(IxDyn(&[b, k]), std::mem::take(&mut got.keep))?.into()
                 }
                 RetrievalOutput::Weights => {
-                    ArrayD::from_shape_vec(IxDyn(&[b, k]), got.weights.clone())?.into()
+                    ArrayD::from_shape_vec(IxDyn(&[b, k]), std::mem::take(&mut got.weights))?.into()
                 }
                 RetrievalOutput::Sum => {
-                    ArrayD::from_shape_vec(IxDyn(&[b, d]), got.sum.clone())?.into()
+                    ArrayD::from_shape_vec(IxDyn(&[b, d]), std::mem::take(&mut got.sum))?.into()
                 }
                 RetrievalOutput::Gathered => {
-                    ArrayD::from_shape_vec(IxDyn(&[b, k, d]), got.gathered.clone())?.into()
+                    ArrayD::from_shape_vec(IxDyn(&[b, k, d]), std::mem::take(&mut got.gathered))?
+                        .into()
                 }
             };
             out.push(t.into_tvalue());
