@@ -93,7 +93,15 @@ fn the_binary_refuses_bad_model_files_and_flags() {
         1,
         &[&format!("binding {addr}: Address already in use")],
     );
-    for flag in ["--workers", "--max-batch", "--max-body-bytes"] {
+    for flag in [
+        "--workers",
+        "--max-batch",
+        "--max-body-bytes",
+        "--max-head-bytes",
+        "--read-timeout",
+        "--idle-timeout",
+        "--write-timeout",
+    ] {
         serve_err(&[flag, "0"], Some(&good), 2, &["invalid value '0'", flag]);
     }
     serve_err(&free, None, 2, &["--model"]);
