@@ -101,6 +101,7 @@ fn tritonclient_gets_the_library_probabilities_and_clean_errors() {
         max_batch: 64,
         max_body_bytes: 1 << 20,
         model_name: None,
+        ..ServeConfig::default()
     };
     let server = Server::start(ModelHandle::new(model.clone()), &config).expect("start");
     let addr = server.addr();

@@ -28,6 +28,10 @@ pub enum ServeError {
         /// Why it failed.
         message: String,
     },
+    /// The request could not be read (timeout, client gone, bad framing); see
+    /// [`HttpError::status`](crate::http::HttpError::status).
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
     /// A socket error while answering.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -45,6 +49,7 @@ impl ServeError {
                 RuntimeError::Load { .. } | RuntimeError::Metadata(_) | RuntimeError::Run(_) => 500,
                 _ => 400,
             },
+            ServeError::Http(e) => e.status().unwrap_or(400),
             ServeError::Bind { .. } | ServeError::Io(_) => 500,
         }
     }

@@ -11,14 +11,16 @@
 //! the input), 404 (unknown model or path), 413 (body or batch above the limit) or 500 (engine
 //! failure).
 //!
-//! [`Server::start`] binds, then `workers` std threads take requests from one `tiny_http` queue and
-//! run them on one shared [`ModelHandle`] (which can be hot-reloaded while serving).
-//! [`Stopper::stop`] (or [`Server::shutdown`]) stops accepting and lets in-flight requests finish.
+//! [`Server::start`] binds, then an acceptor thread queues connections and `workers` std threads
+//! serve them (HTTP/1.1 with keep-alive, [`http`]: bounded heads and bodies, timeouts) on one
+//! shared [`ModelHandle`] (which can be hot-reloaded while serving). [`Stopper::stop`] (or
+//! [`Server::shutdown`]) stops accepting and lets in-flight requests finish.
 //!
 //! Architecture invariant: depends on `uie-runtime` only, never on tract, the compiler or the
 //! trainer.
 
 pub mod error;
+pub mod http;
 pub mod kserve;
 mod server;
 

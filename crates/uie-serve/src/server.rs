@@ -1,18 +1,33 @@
-//! The HTTP side: binding, the worker threads, routing, body limits and graceful shutdown.
+//! The server: binding, the acceptor and worker threads, routing, body limits and graceful
+//! shutdown. The HTTP/1.1 transport itself is [`crate::http`].
+//!
+//! One acceptor thread takes connections and queues them; `workers` threads each serve one
+//! connection at a time, request after request while the client keeps it alive. A worker whose
+//! connection goes idle while other connections wait in the queue puts it back at the end of the
+//! queue and serves the next one, so idle keep-alive clients cannot starve new ones.
 
-use std::io::Read;
-use std::net::SocketAddr;
+use std::collections::VecDeque;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use tiny_http::{Header, Method, Request, Response};
 use uie_runtime::ModelHandle;
 
 use crate::error::ServeError;
+use crate::http::{Connection, HttpError, Limits, Ready, Request};
 use crate::kserve;
+
+/// How long an idle worker or connection waits before it looks at the stop flag again.
+const POLL: Duration = Duration::from_millis(250);
+
+/// How long an idle keep-alive connection is watched while other connections wait for a worker.
+const YIELD_AFTER: Duration = Duration::from_millis(5);
+
+/// The most accepted connections waiting for a worker; more are closed at once.
+const MAX_QUEUED: usize = 1024;
 
 /// How a [`Server`] runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,10 +38,12 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Largest batch (rows) one request may carry; more is a 413.
     pub max_batch: usize,
-    /// Largest request body in bytes; more is a 413.
+    /// Largest request body in bytes; more is a 413, answered before any of the body is read.
     pub max_body_bytes: usize,
     /// The model's name in URLs; `None` takes the model's `uie.model_name`, else `uie`.
     pub model_name: Option<String>,
+    /// The HTTP layer's head size limit and timeouts.
+    pub http: Limits,
 }
 
 impl Default for ServeConfig {
@@ -37,6 +54,7 @@ impl Default for ServeConfig {
             max_batch: 256,
             max_body_bytes: 16 << 20,
             model_name: None,
+            http: Limits::default(),
         }
     }
 }
@@ -48,34 +66,93 @@ struct Shared {
     max_body_bytes: usize,
 }
 
+/// The connections waiting for a worker, and the stop flag.
+struct Pool {
+    queue: Mutex<VecDeque<Connection>>,
+    ready: Condvar,
+    stop: AtomicBool,
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Connection>> {
+        // A worker never panics while holding the lock; if one did, the queue is still sound.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn waiting(&self) -> bool {
+        !self.lock().is_empty()
+    }
+
+    /// Queues a connection for a worker (dropped at once, without lingering, when the queue is
+    /// full or the server is stopping: the acceptor must not wait on a client).
+    fn push(&self, conn: Connection) {
+        let mut queue = self.lock();
+        if self.stopped() || queue.len() >= MAX_QUEUED {
+            drop(queue);
+            drop(conn);
+            return;
+        }
+        queue.push_back(conn);
+        drop(queue);
+        self.ready.notify_one();
+    }
+
+    /// The next queued connection, or `None` once the server is stopping.
+    fn pop(&self) -> Option<Connection> {
+        let mut queue = self.lock();
+        loop {
+            if self.stopped() {
+                // Connections nobody started serving are dropped, not left open.
+                queue.clear();
+                return None;
+            }
+            if let Some(conn) = queue.pop_front() {
+                return Some(conn);
+            }
+            queue = match self.ready.wait_timeout(queue, POLL) {
+                Ok((q, _)) => q,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+}
+
 /// Stops a running [`Server`] from anywhere (a signal handler, another thread). Cheap to clone.
 #[derive(Clone)]
 pub struct Stopper {
-    http: Arc<tiny_http::Server>,
-    stop: Arc<AtomicBool>,
-    workers: usize,
+    pool: Arc<Pool>,
+    /// Where to connect to wake the acceptor out of `accept`.
+    wake: SocketAddr,
 }
 
 impl std::fmt::Debug for Stopper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stopper")
-            .field("stopped", &self.stop.load(Ordering::SeqCst))
+            .field("stopped", &self.pool.stopped())
             .finish()
     }
 }
 
 impl Stopper {
-    /// Asks every worker to stop once its current request is answered, and wakes idle ones.
+    /// Stops accepting, asks every worker to stop once its current request is answered, and
+    /// wakes idle ones.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for _ in 0..self.workers {
-            self.http.unblock();
-        }
+        self.pool.stop.store(true, Ordering::SeqCst);
+        self.pool.ready.notify_all();
+        // Wakes the acceptor, which sees the flag and drops the listener. If this fails the
+        // acceptor is already gone (or the address is unreachable, and then so is the server).
+        let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
     }
 
     /// Whether [`Stopper::stop`] was called.
     pub fn is_stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.pool.stopped()
     }
 }
 
@@ -85,23 +162,19 @@ pub struct Server {
     addr: SocketAddr,
     name: String,
     stopper: Stopper,
-    workers: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Binds `config.addr` and starts `config.workers` threads serving `handle`.
+    /// Binds `config.addr` and starts an acceptor and `config.workers` threads serving `handle`.
     pub fn start(handle: ModelHandle, config: &ServeConfig) -> Result<Server, ServeError> {
         let bind_err = |message: String| ServeError::Bind {
             addr: config.addr.clone(),
             message,
         };
-        let http =
-            tiny_http::Server::http(config.addr.as_str()).map_err(|e| bind_err(e.to_string()))?;
-        let addr = http
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| bind_err("not an IP address".into()))?;
-        let http = Arc::new(http);
+        let listener =
+            TcpListener::bind(config.addr.as_str()).map_err(|e| bind_err(e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| bind_err(e.to_string()))?;
         let name = config
             .model_name
             .clone()
@@ -113,28 +186,51 @@ impl Server {
             max_batch: config.max_batch,
             max_body_bytes: config.max_body_bytes,
         });
-        let n = config.workers.max(1);
+        let pool = Arc::new(Pool {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        // An unspecified bind address (0.0.0.0, ::) is reached through loopback.
+        let mut wake = addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
         let stopper = Stopper {
-            http: Arc::clone(&http),
-            stop: Arc::new(AtomicBool::new(false)),
-            workers: n,
+            pool: Arc::clone(&pool),
+            wake,
         };
-        let mut workers = Vec::with_capacity(n);
+        let n = config.workers.max(1);
+        let mut threads = Vec::with_capacity(n + 1);
+        let limits = config.http;
+        {
+            let pool = Arc::clone(&pool);
+            let acceptor = std::thread::Builder::new()
+                .name("uie-serve-accept".into())
+                .spawn(move || accept_loop(&listener, &pool, limits))
+                .map_err(ServeError::Io)?;
+            threads.push(acceptor);
+        }
         for i in 0..n {
-            let http = Arc::clone(&http);
             let shared = Arc::clone(&shared);
-            let stop = Arc::clone(&stopper.stop);
+            let pool = Arc::clone(&pool);
             let worker = std::thread::Builder::new()
                 .name(format!("uie-serve-{i}"))
-                .spawn(move || worker_loop(&http, &shared, &stop))
-                .map_err(ServeError::Io)?;
-            workers.push(worker);
+                .spawn(move || worker_loop(&pool, &shared))
+                .map_err(|e| {
+                    stopper.stop();
+                    ServeError::Io(e)
+                })?;
+            threads.push(worker);
         }
         Ok(Server {
             addr,
             name,
             stopper,
-            workers,
+            threads,
         })
     }
 
@@ -156,9 +252,9 @@ impl Server {
     /// Waits until the server is stopped (by a [`Stopper`]) and every worker has finished its
     /// request.
     pub fn wait(self) {
-        for w in self.workers {
+        for t in self.threads {
             // A worker never panics (requests are answered from Results); nothing to report.
-            let _ = w.join();
+            let _ = t.join();
         }
     }
 
@@ -169,77 +265,118 @@ impl Server {
     }
 }
 
-fn worker_loop(http: &tiny_http::Server, shared: &Shared, stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        // The timeout bounds how long a worker can miss the stop flag if an unblock went to
-        // another worker.
-        match http.recv_timeout(Duration::from_millis(250)) {
-            Ok(Some(request)) => answer(request, shared),
-            Ok(None) | Err(_) => continue,
+fn accept_loop(listener: &TcpListener, pool: &Pool, limits: Limits) {
+    loop {
+        let accepted = listener.accept();
+        if pool.stopped() {
+            // The listener drops here: new connections are refused from now on.
+            return;
+        }
+        match accepted {
+            Ok((stream, _)) => match Connection::new(stream, limits) {
+                Ok(conn) => pool.push(conn),
+                // The client is already gone.
+                Err(_) => continue,
+            },
+            // Out of file descriptors and the like: back off a little instead of spinning.
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
 }
 
-fn json_response(status: u16, body: &Json) -> Response<std::io::Cursor<Vec<u8>>> {
+fn worker_loop(pool: &Pool, shared: &Shared) {
+    while let Some(conn) = pool.pop() {
+        if let Some(idle) = serve(conn, pool, shared) {
+            pool.push(idle);
+        }
+    }
+}
+
+/// Serves requests on `conn` until it closes; returns it when it went idle while other
+/// connections were waiting (to be queued again).
+fn serve(mut conn: Connection, pool: &Pool, shared: &Shared) -> Option<Connection> {
+    loop {
+        loop {
+            if pool.stopped() || conn.idle_expired() {
+                conn.close();
+                return None;
+            }
+            let others = pool.waiting();
+            match conn.wait_request(if others { YIELD_AFTER } else { POLL }) {
+                Ok(Ready::Request) => break,
+                Ok(Ready::Idle) if others => return Some(conn),
+                Ok(Ready::Idle) => continue,
+                Ok(Ready::Closed) | Err(_) => return None,
+            }
+        }
+        let request = match conn.read_head() {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(status) = e.status() {
+                    // The client may have gone away; the connection closes either way.
+                    let _ = respond(
+                        &mut conn,
+                        status,
+                        &kserve::error_body(&e.to_string()),
+                        false,
+                    );
+                }
+                conn.close();
+                return None;
+            }
+        };
+        let (status, body) = match route(&request, &mut conn, shared) {
+            Ok(answer) => answer,
+            Err(e) => (e.status(), kserve::error_body(&e.to_string())),
+        };
+        let keep = request.keep_alive && !pool.stopped() && conn.reusable(shared.max_body_bytes);
+        if respond(&mut conn, status, &body, keep).is_err() || !keep {
+            conn.close();
+            return None;
+        }
+        if conn.discard_body().is_err() {
+            conn.close();
+            return None;
+        }
+    }
+}
+
+fn respond(conn: &mut Connection, status: u16, body: &Json, keep: bool) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut r = Response::from_data(bytes).with_status_code(status);
-    if let Ok(h) = Header::from_bytes("Content-Type", "application/json") {
-        r.add_header(h);
-    }
-    r
+    conn.respond(status, "application/json", &bytes, keep)
 }
 
-fn answer(mut request: Request, shared: &Shared) {
-    let response = match route(&mut request, shared) {
-        Ok((status, body)) => json_response(status, &body),
-        Err(e) => json_response(e.status(), &kserve::error_body(&e.to_string())),
-    };
-    // The client may have gone away; nothing else to do then.
-    let _ = request.respond(response);
-}
-
-fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, ServeError> {
-    let too_large = |n: String| {
-        ServeError::TooLarge(format!(
-            "the request body ({n} bytes) is above the limit of {limit} bytes"
-        ))
-    };
-    if let Some(n) = request.body_length() {
-        if n > limit {
-            return Err(too_large(n.to_string()));
-        }
-    }
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut body)?;
-    if body.len() > limit {
-        return Err(too_large("more than that".into()));
-    }
-    Ok(body)
+fn read_body(conn: &mut Connection, limit: usize) -> Result<Vec<u8>, ServeError> {
+    conn.read_body(limit).map_err(|e| match e {
+        HttpError::BodyTooLarge { .. } => ServeError::TooLarge(e.to_string()),
+        other => ServeError::Http(other),
+    })
 }
 
 fn header_length(request: &Request) -> Result<Option<usize>, ServeError> {
     request
-        .headers()
+        .headers
         .iter()
-        .find(|h| h.field.equiv(kserve::HEADER_LENGTH))
-        .map(|h| {
-            h.value.as_str().trim().parse::<usize>().map_err(|_| {
+        .find(|(name, _)| name.eq_ignore_ascii_case(kserve::HEADER_LENGTH))
+        .map(|(_, value)| {
+            let value = std::str::from_utf8(value).unwrap_or("");
+            value.trim().parse::<usize>().map_err(|_| {
                 ServeError::BadRequest(format!("{} is not a number", kserve::HEADER_LENGTH))
             })
         })
         .transpose()
 }
 
-fn route(request: &mut Request, shared: &Shared) -> Result<(u16, Json), ServeError> {
-    let url = request.url().to_string();
-    let path = url.split('?').next().unwrap_or("");
+fn route(
+    request: &Request,
+    conn: &mut Connection,
+    shared: &Shared,
+) -> Result<(u16, Json), ServeError> {
+    let path = request.target.split('?').next().unwrap_or("");
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    let method = request.method().clone();
+    let method = request.method.as_str();
     let get = |what: &str| {
-        if method == Method::Get {
+        if method == "GET" {
             Ok(())
         } else {
             Err(ServeError::MethodNotAllowed(format!(
@@ -288,12 +425,12 @@ fn route(request: &mut Request, shared: &Shared) -> Result<(u16, Json), ServeErr
                     Ok((200, Json::Object(Default::default())))
                 }
                 ["infer"] => {
-                    if method != Method::Post {
+                    if method != "POST" {
                         return Err(ServeError::MethodNotAllowed(format!(
                             "{path} answers POST only"
                         )));
                     }
-                    infer(request, shared)
+                    infer(request, conn, shared)
                 }
                 _ => Err(ServeError::NotFound(format!("no endpoint {path}"))),
             }
@@ -302,9 +439,13 @@ fn route(request: &mut Request, shared: &Shared) -> Result<(u16, Json), ServeErr
     }
 }
 
-fn infer(request: &mut Request, shared: &Shared) -> Result<(u16, Json), ServeError> {
+fn infer(
+    request: &Request,
+    conn: &mut Connection,
+    shared: &Shared,
+) -> Result<(u16, Json), ServeError> {
     let header_length = header_length(request)?;
-    let body = read_body(request, shared.max_body_bytes)?;
+    let body = read_body(conn, shared.max_body_bytes)?;
     let req = kserve::parse_infer(&body, header_length)?;
     if let Some(bad) = req.outputs.iter().find(|o| o.as_str() != "probs") {
         return Err(ServeError::BadRequest(format!(
