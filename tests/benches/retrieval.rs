@@ -1,5 +1,6 @@
-//! Issue 8 benchmark: the compiled MovieLens full-UIE model under `uie-runtime`, with the fused
-//! retrieval rewrite and without it (optimised, one thread), at batch 1, 16 and 256.
+//! Issue 8 benchmark: the compiled MovieLens full-UIE model under `uie-runtime`, with the runtime's
+//! rewrites (fused retrieval and fused attention, the default options: "fused") and without any
+//! ("standard"), optimised, one thread, at batch 1, 16 and 256.
 //!
 //! The checkpoint is `$UIE_BENCH_CHECKPOINT` (default `out/protocol-b/full-uie-s2/best`); when it
 //! does not exist a MovieLens UIE model is trained briefly (two epochs) into
@@ -102,10 +103,16 @@ fn bench(c: &mut Criterion) {
                 EngineOptions {
                     optimize: true,
                     fuse_retrieval,
+                    // "standard" runs none of the runtime's rewrites.
+                    fuse_attention: fuse_retrieval,
                 },
             )
             .expect("load");
-            println!("{label}: {} retrievals fused", e.fused_retrievals());
+            println!(
+                "{label}: {} retrievals, {} attentions fused",
+                e.fused_retrievals(),
+                e.fused_attentions()
+            );
             (label, e)
         })
         .collect();

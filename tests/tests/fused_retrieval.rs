@@ -25,6 +25,7 @@ fn engine(bytes: &[u8], optimize: bool, fuse_retrieval: bool) -> Engine {
         EngineOptions {
             optimize,
             fuse_retrieval,
+            ..EngineOptions::default()
         },
     )
     .expect("tract loads the model")

@@ -7,7 +7,8 @@
 //! `optimize = false` runs the typed model as loaded ("plain"); `optimize = true` runs tract's
 //! optimised model. Parity tests run both. With `fuse_retrieval` (the default) each centre
 //! retrieval sub-graph is replaced by the runtime's fused op right after typing, before tract's
-//! optimiser (module [`crate::fused`]).
+//! optimiser (module [`crate::fused`]); with `fuse_attention` (the default) so is each target
+//! attention over gathered table rows.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -116,6 +117,10 @@ pub struct EngineOptions {
     /// Replace each recognised centre-retrieval sub-graph by the fused op of [`crate::fused`]
     /// (true, the default) or run the standard ops (false).
     pub fuse_retrieval: bool,
+    /// Replace each recognised target attention over gathered table rows (the behaviour-sequence
+    /// attention and UCSE's history sum and centre attention) by the fused op of
+    /// [`crate::fused::attention`] (true, the default) or run the standard ops (false).
+    pub fuse_attention: bool,
 }
 
 impl Default for EngineOptions {
@@ -123,6 +128,7 @@ impl Default for EngineOptions {
         EngineOptions {
             optimize: true,
             fuse_retrieval: true,
+            fuse_attention: true,
         }
     }
 }
@@ -141,6 +147,7 @@ pub struct Engine {
     outputs: Arc<Vec<String>>,
     properties: Arc<Vec<(String, String)>>,
     fused: usize,
+    fused_attentions: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -204,8 +211,14 @@ impl Engine {
             .collect();
         properties.sort();
         let mut fused = 0;
+        let mut fused_attentions = 0;
         let plan = guarded(what, || {
             let mut typed = model.into_typed()?;
+            // Attention first: it reads the retrieval's keep mask and indices, which the
+            // retrieval rewrite then provides from its own op.
+            if opts.fuse_attention {
+                fused_attentions = rewrite_or_keep(&mut typed, crate::fused::fuse_attentions);
+            }
             if opts.fuse_retrieval {
                 fused = fuse_or_keep(&mut typed);
             }
@@ -240,7 +253,14 @@ impl Engine {
             outputs: Arc::new(outputs),
             properties: Arc::new(properties),
             fused,
+            fused_attentions,
         })
+    }
+
+    /// How many target-attention sub-graphs were replaced by the fused attention op at load (0
+    /// when `fuse_attention` is off or the model has none).
+    pub fn fused_attentions(&self) -> usize {
+        self.fused_attentions
     }
 
     /// How many centre-retrieval sub-graphs were replaced by the fused op at load (0 when
@@ -406,10 +426,16 @@ fn optimize(mut typed: TypedModel) -> TractResult<TypedModel> {
 
 /// Applies the retrieval rewrite; on any failure (error or panic) the model is left as loaded.
 fn fuse_or_keep(typed: &mut TypedModel) -> usize {
+    rewrite_or_keep(typed, crate::fused::fuse_retrievals)
+}
+
+/// Applies one rewrite; on any failure (error or panic) the model is left as it was.
+fn rewrite_or_keep(
+    typed: &mut TypedModel,
+    rewrite: fn(&mut TypedModel) -> TractResult<usize>,
+) -> usize {
     let mut candidate = typed.clone();
-    match catch_unwind(AssertUnwindSafe(|| {
-        crate::fused::fuse_retrievals(&mut candidate)
-    })) {
+    match catch_unwind(AssertUnwindSafe(|| rewrite(&mut candidate))) {
         Ok(Ok(n)) => {
             *typed = candidate;
             n

@@ -12,11 +12,20 @@
 //! [`EngineOptions::fuse_retrieval`](crate::EngineOptions::fuse_retrieval) is false, and reports
 //! the count with [`Engine::fused_retrievals`](crate::Engine::fused_retrievals). The match rules
 //! are in [`pattern`].
+//!
+//! The same way, [`fuse_attentions`] replaces each target attention over gathered table rows (the
+//! behaviour-sequence attention with UCSE's history sum, UCSE's attention over the kept centres)
+//! by [`UieAttention`] (module [`attention`], rules in [`attention_pattern`]), unless
+//! [`EngineOptions::fuse_attention`](crate::EngineOptions::fuse_attention) is false.
 
+pub mod attention;
+pub mod attention_pattern;
 pub mod kernel;
 pub mod op;
 pub mod pattern;
 
+pub use attention::{attend, AttentionError, AttentionOutput, UieAttention};
+pub use attention_pattern::fuse_attentions;
 pub use kernel::{retrieve, CentreTable, KernelError, Retrieved, Wants};
 pub use op::{RetrievalOutput, UieRetrieval};
 pub use pattern::fuse_retrievals;
