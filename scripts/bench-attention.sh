@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 8, fused attention: interleaved timing of the compiled MovieLens model in uie-runtime
-# (tract, optimised, one thread) with the default options, without the fused attention, and
-# without any runtime rewrite, at batch 1, 16 and 256 (median over rounds of alternating blocks,
+# (tract, optimised, one thread) with the default options, without the fused PLE gate mixes,
+# without the fused attention, and without any runtime rewrite, at batch 1, 16 and 256 (median over rounds of alternating blocks,
 # and the median per-round ratio). Needs target/bench-retrieval/ from scripts/bench-retrieval.sh
 # (run it first when absent). Records the load before and after.
 #

@@ -105,6 +105,7 @@ fn bench(c: &mut Criterion) {
                     fuse_retrieval,
                     // "standard" runs none of the runtime's rewrites.
                     fuse_attention: fuse_retrieval,
+                    fuse_gates: fuse_retrieval,
                 },
             )
             .expect("load");

@@ -1,5 +1,6 @@
 //! Interleaved timing of `uie-runtime` engine options on the compiled MovieLens model: the
-//! default options (every runtime rewrite), without the fused attention, and without any rewrite
+//! default options (every runtime rewrite), without the fused gate mixes, without the fused
+//! attention, and without any rewrite
 //! (optimised, one thread), at batch 1, 16 and 256. Variants run in alternating blocks within
 //! each round, so machine load drifts hit all of them alike; the table gives the median per-call
 //! time over rounds and the median of the per-round ratios.
@@ -46,6 +47,13 @@ fn main() -> anyhow::Result<()> {
     let variants = [
         ("default", all),
         (
+            "no gate fusion",
+            EngineOptions {
+                fuse_gates: false,
+                ..all
+            },
+        ),
+        (
             "no attention fusion",
             EngineOptions {
                 fuse_attention: false,
@@ -57,6 +65,7 @@ fn main() -> anyhow::Result<()> {
             EngineOptions {
                 fuse_attention: false,
                 fuse_retrieval: false,
+                fuse_gates: false,
                 ..all
             },
         ),

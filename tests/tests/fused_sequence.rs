@@ -7,8 +7,9 @@
 //! 1e-5 with the larger positive: the masked history sum is added in another order, so the
 //! retrieved centres may swap) are counted and exempt. Histories cover `hist_len` 0, = L and
 //! (fed straight to the engine) negative and beyond L, L = 1, and negative, huge and extreme ids.
-//! Models without a sequence fuse nothing and run unchanged; `fuse_attention: false` turns the
-//! rewrite off.
+//! Models without a sequence fuse no attention and run unchanged; `fuse_attention: false` turns
+//! the rewrite off. The fused PLE gate mix (`uie_runtime::fused::gate`, `fuse_gates`) is checked
+//! the same way, on UIE and plain PLE models: every gate of every level is fused.
 
 #[path = "../../crates/uie-compile/tests/common/mod.rs"]
 mod common;
@@ -17,21 +18,63 @@ use uie_compile::pipeline::{compile_with, CompileOptions};
 use uie_compile::verify::{batch_inputs, run_engine};
 use uie_e2e::{near_tie_rows, train_movielens_uie};
 use uie_model::parity::within_tolerance;
-use uie_model::{Checkpoint, RawBatch, Tensor, TensorData};
+use uie_model::{Checkpoint, Plan, RawBatch, Tensor, TensorData};
 use uie_runtime::engine::{Engine, EngineOptions};
 
 const BATCHES: [usize; 3] = [1, 7, 256];
 
-fn engine(bytes: &[u8], optimize: bool, fuse_retrieval: bool, fuse_attention: bool) -> Engine {
-    Engine::load_bytes(
-        bytes,
-        EngineOptions {
+/// The rewrite a comparison turns on and off (the others keep their defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Rewrite {
+    Attention,
+    Gates,
+}
+
+impl Rewrite {
+    fn options(self, optimize: bool, fuse_retrieval: bool, on: bool) -> EngineOptions {
+        let base = EngineOptions {
             optimize,
             fuse_retrieval,
-            fuse_attention,
-        },
+            ..EngineOptions::default()
+        };
+        match self {
+            Rewrite::Attention => EngineOptions {
+                fuse_attention: on,
+                ..base
+            },
+            Rewrite::Gates => EngineOptions {
+                fuse_gates: on,
+                ..base
+            },
+        }
+    }
+
+    fn count(self, e: &Engine) -> usize {
+        match self {
+            Rewrite::Attention => e.fused_attentions(),
+            Rewrite::Gates => e.fused_gates(),
+        }
+    }
+}
+
+fn engine(bytes: &[u8], optimize: bool, fuse_retrieval: bool, fuse_attention: bool) -> Engine {
+    load(
+        bytes,
+        Rewrite::Attention.options(optimize, fuse_retrieval, fuse_attention),
     )
-    .expect("tract loads the model")
+}
+
+fn load(bytes: &[u8], opts: EngineOptions) -> Engine {
+    Engine::load_bytes(bytes, opts).expect("tract loads the model")
+}
+
+/// The number of PLE gates of a checkpoint's plan.
+fn gates(ck: &Checkpoint) -> usize {
+    Plan::new(&ck.config)
+        .levels
+        .iter()
+        .map(|l| l.task_gates.len() + usize::from(l.shared_gate.is_some()))
+        .sum()
 }
 
 fn output<'a>(outs: &'a [(String, Tensor)], name: &str) -> Option<&'a Tensor> {
@@ -75,11 +118,19 @@ fn compare(
     expect_fused: usize,
     st: &mut Stats,
 ) {
-    let n = inputs
-        .iter()
-        .find(|(name, _)| name == "hist_len")
-        .map(|(_, t)| t.shape[0])
-        .expect("hist_len");
+    compare_rewrite(Rewrite::Attention, label, ck, inputs, expect_fused, st);
+}
+
+/// [`compare`] for one rewrite.
+fn compare_rewrite(
+    rewrite: Rewrite,
+    label: &str,
+    ck: &Checkpoint,
+    inputs: &[(String, Tensor)],
+    expect_fused: usize,
+    st: &mut Stats,
+) {
+    let n = inputs.first().map(|(_, t)| t.shape[0]).expect("inputs");
     let mut ties = vec![false; n];
     for debug_outputs in [true, false] {
         let opts = CompileOptions {
@@ -90,13 +141,13 @@ fn compare(
         for optimize in [false, true] {
             for fuse_retrieval in [true, false] {
                 let case = format!(
-                    "{label} n={n} debug={debug_outputs} optimize={optimize} \
+                    "{rewrite:?} {label} n={n} debug={debug_outputs} optimize={optimize} \
                      retrieval={fuse_retrieval}"
                 );
-                let standard = engine(&bytes, optimize, fuse_retrieval, false);
-                let fused = engine(&bytes, optimize, fuse_retrieval, true);
-                assert_eq!(standard.fused_attentions(), 0, "{case}");
-                assert_eq!(fused.fused_attentions(), expect_fused, "{case}");
+                let standard = load(&bytes, rewrite.options(optimize, fuse_retrieval, false));
+                let fused = load(&bytes, rewrite.options(optimize, fuse_retrieval, true));
+                assert_eq!(rewrite.count(&standard), 0, "{case}");
+                assert_eq!(rewrite.count(&fused), expect_fused, "{case}");
                 assert_eq!(
                     fused.fused_retrievals(),
                     standard.fused_retrievals(),
@@ -233,6 +284,38 @@ fn movielens_trained_fused_attention_equals_standard() {
         let batch: RawBatch = test.take(&rows);
         let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
         compare("MovieLens", &ck, &inputs, 2, &mut st);
+        compare_rewrite(
+            Rewrite::Gates,
+            "MovieLens",
+            &ck,
+            &inputs,
+            gates(&ck),
+            &mut st,
+        );
     }
     report("MovieLens UIE", &st);
+}
+
+#[test]
+fn fused_gate_mix_equals_standard_on_uie_and_plain_ple() {
+    let uie = common::uie_checkpoint(31);
+    let plain = common::checkpoint(common::config(common::TINY), 12);
+    let mut st = Stats::default();
+    for n in BATCHES {
+        let batch = common::rows_with_history(&uie.config, n, 5, 500 + n as u64);
+        let inputs = batch_inputs(&uie.config, &batch).expect("inputs");
+        compare_rewrite(Rewrite::Gates, "UIE", &uie, &inputs, gates(&uie), &mut st);
+        let batch = common::rows(&plain.config, n, 600 + n as u64);
+        let inputs = batch_inputs(&plain.config, &batch).expect("inputs");
+        compare_rewrite(
+            Rewrite::Gates,
+            "plain",
+            &plain,
+            &inputs,
+            gates(&plain),
+            &mut st,
+        );
+    }
+    assert!(gates(&plain) >= 3 && gates(&uie) >= 1);
+    report("gate mix", &st);
 }

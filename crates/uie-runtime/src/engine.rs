@@ -8,7 +8,7 @@
 //! optimised model. Parity tests run both. With `fuse_retrieval` (the default) each centre
 //! retrieval sub-graph is replaced by the runtime's fused op right after typing, before tract's
 //! optimiser (module [`crate::fused`]); with `fuse_attention` (the default) so is each target
-//! attention over gathered table rows.
+//! attention over gathered table rows, and with `fuse_gates` (the default) each PLE gate mix.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -121,6 +121,10 @@ pub struct EngineOptions {
     /// attention and UCSE's history sum and centre attention) by the fused op of
     /// [`crate::fused::attention`] (true, the default) or run the standard ops (false).
     pub fuse_attention: bool,
+    /// Replace each recognised PLE gate mix (softmax of the gate's logits, stack of the experts,
+    /// weighted sum) by the fused op of [`crate::fused::gate`] (true, the default) or run the
+    /// standard ops (false).
+    pub fuse_gates: bool,
 }
 
 impl Default for EngineOptions {
@@ -129,6 +133,7 @@ impl Default for EngineOptions {
             optimize: true,
             fuse_retrieval: true,
             fuse_attention: true,
+            fuse_gates: true,
         }
     }
 }
@@ -148,6 +153,7 @@ pub struct Engine {
     properties: Arc<Vec<(String, String)>>,
     fused: usize,
     fused_attentions: usize,
+    fused_gates: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -212,12 +218,16 @@ impl Engine {
         properties.sort();
         let mut fused = 0;
         let mut fused_attentions = 0;
+        let mut fused_gates = 0;
         let plan = guarded(what, || {
             let mut typed = model.into_typed()?;
             // Attention first: it reads the retrieval's keep mask and indices, which the
             // retrieval rewrite then provides from its own op.
             if opts.fuse_attention {
                 fused_attentions = rewrite_or_keep(&mut typed, crate::fused::fuse_attentions);
+            }
+            if opts.fuse_gates {
+                fused_gates = rewrite_or_keep(&mut typed, crate::fused::fuse_gate_mixes);
             }
             if opts.fuse_retrieval {
                 fused = fuse_or_keep(&mut typed);
@@ -254,6 +264,7 @@ impl Engine {
             properties: Arc::new(properties),
             fused,
             fused_attentions,
+            fused_gates,
         })
     }
 
@@ -261,6 +272,12 @@ impl Engine {
     /// when `fuse_attention` is off or the model has none).
     pub fn fused_attentions(&self) -> usize {
         self.fused_attentions
+    }
+
+    /// How many PLE gate mixes were replaced by the fused gate-mix op at load (0 when
+    /// `fuse_gates` is off).
+    pub fn fused_gates(&self) -> usize {
+        self.fused_gates
     }
 
     /// How many centre-retrieval sub-graphs were replaced by the fused op at load (0 when

@@ -16,16 +16,21 @@
 //! The same way, [`fuse_attentions`] replaces each target attention over gathered table rows (the
 //! behaviour-sequence attention with UCSE's history sum, UCSE's attention over the kept centres)
 //! by [`UieAttention`] (module [`attention`], rules in [`attention_pattern`]), unless
-//! [`EngineOptions::fuse_attention`](crate::EngineOptions::fuse_attention) is false.
+//! [`EngineOptions::fuse_attention`](crate::EngineOptions::fuse_attention) is false, and
+//! [`fuse_gate_mixes`] replaces each PLE gate mix (softmax, stack, weighted sum) by [`UieGateMix`]
+//! (module [`gate`]) unless [`EngineOptions::fuse_gates`](crate::EngineOptions::fuse_gates) is
+//! false.
 
 pub mod attention;
 pub mod attention_pattern;
+pub mod gate;
 pub mod kernel;
 pub mod op;
 pub mod pattern;
 
 pub use attention::{attend, AttentionError, AttentionOutput, UieAttention};
 pub use attention_pattern::fuse_attentions;
+pub use gate::{fuse_gate_mixes, UieGateMix};
 pub use kernel::{retrieve, CentreTable, KernelError, Retrieved, Wants};
 pub use op::{RetrievalOutput, UieRetrieval};
 pub use pattern::fuse_retrievals;
