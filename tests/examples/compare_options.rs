@@ -8,8 +8,10 @@
 //! Reads the files `scripts/bench-retrieval.sh` writes (`target/bench-retrieval/model.onnx` and
 //! `inputs_<n>.json`).
 //!
-//! Usage: `cargo run --release -p uie-e2e --example compare_options [rounds]` (or
-//! `scripts/bench-attention.sh`).
+//! Usage: `cargo run --release -p uie-e2e --example compare_options [rounds] [default]` (or
+//! `scripts/bench-attention.sh`); with `default`, only the default options are timed and one
+//! line `batch <n> <µs>` per batch size is printed (the script interleaves these runs with ONNX
+//! Runtime).
 
 use std::path::Path;
 use std::time::Instant;
@@ -41,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(21);
+    let default_only = std::env::args().nth(2).as_deref() == Some("default");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-retrieval");
     let model = root.join("model.onnx");
     let all = EngineOptions::default();
@@ -72,24 +75,27 @@ fn main() -> anyhow::Result<()> {
     ];
     let engines: Vec<(&str, Engine)> = variants
         .iter()
+        .take(if default_only { 1 } else { variants.len() })
         .map(|(label, opts)| Ok((*label, Engine::load_path(&model, *opts)?)))
         .collect::<anyhow::Result<_>>()?;
-    println!("model {}, {rounds} rounds", model.display());
-    println!(
-        "\n| batch | {} | {} |\n|---:|{}{}",
-        engines
-            .iter()
-            .map(|(l, _)| format!("{l} µs"))
-            .collect::<Vec<_>>()
-            .join(" | "),
-        engines[1..]
-            .iter()
-            .map(|(l, _)| format!("{l} / default"))
-            .collect::<Vec<_>>()
-            .join(" | "),
-        "---:|".repeat(engines.len()),
-        "---:|".repeat(engines.len() - 1),
-    );
+    if !default_only {
+        println!("model {}, {rounds} rounds", model.display());
+        println!(
+            "\n| batch | {} | {} |\n|---:|{}{}",
+            engines
+                .iter()
+                .map(|(l, _)| format!("{l} µs"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            engines[1..]
+                .iter()
+                .map(|(l, _)| format!("{l} / default"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            "---:|".repeat(engines.len()),
+            "---:|".repeat(engines.len() - 1),
+        );
+    }
     for n in [1usize, 16, 256] {
         let doc: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&std::fs::read(root.join(format!("inputs_{n}.json")))?)?;
@@ -118,6 +124,10 @@ fn main() -> anyhow::Result<()> {
         let ratios: Vec<f64> = (1..engines.len())
             .map(|i| median(times[i].iter().zip(&times[0]).map(|(a, b)| a / b).collect()))
             .collect();
+        if default_only {
+            println!("batch {n} {:.2}", median(times[0].clone()));
+            continue;
+        }
         println!(
             "| {n} | {} | {} |",
             times
