@@ -122,6 +122,7 @@ fn check(what: &'static str, len: usize, expected: usize) -> Result<(), Attentio
 
 /// `Σ_k a_k·b_k` in eight independent lanes (so it vectorises; the order of the additions differs
 /// from a sequential sum by rounding only).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (ac, ar) = a.split_at(a.len() - a.len() % 8);
@@ -153,7 +154,6 @@ pub fn attend(
             table.len()
         )));
     }
-    let rows = table.len() / d;
     let (n, l) = (batch.n, batch.l);
     check("ids", batch.ids.len(), n * l)?;
     check("query", batch.query.len(), n * d)?;
@@ -173,6 +173,32 @@ pub fn attend(
             vec![]
         },
     };
+    // Widths common in the models get a copy of the loop with the width known at compile time
+    // (the row loops unroll and vectorise); any other width runs the same code with `d` dynamic.
+    match d {
+        4 => rows_pass::<4>(table, d, spec, batch, &mut out),
+        8 => rows_pass::<8>(table, d, spec, batch, &mut out),
+        16 => rows_pass::<16>(table, d, spec, batch, &mut out),
+        32 => rows_pass::<32>(table, d, spec, batch, &mut out),
+        _ => rows_pass::<0>(table, d, spec, batch, &mut out),
+    }?;
+    Ok(out)
+}
+
+/// The per-row passes of [`attend`] (inputs already checked): `D` is the row width when it is
+/// known at compile time, 0 when it is `d`.
+fn rows_pass<const D: usize>(
+    table: &[f32],
+    d: usize,
+    spec: &Spec,
+    batch: &Batch,
+    out: &mut Attended,
+) -> Result<(), AttentionError> {
+    let d = if D == 0 { d } else { D };
+    let rows = table.len() / d;
+    let (n, l) = (batch.n, batch.l);
+    let want_pooled = !out.pooled.is_empty();
+    let want_masked_sum = !out.masked_sum.is_empty();
     // One row of scratch: the table offsets, the mask and the logits (then the weights).
     let mut offs = vec![0usize; l];
     let mut ms = vec![0f32; l];
@@ -196,28 +222,25 @@ pub fn attend(
                 Mask::Explicit => batch.mask[b * l + j],
             };
         }
-        if want_masked_sum {
-            let acc = &mut out.masked_sum[b * d..(b + 1) * d];
-            for j in 0..l {
-                let row = &table[offs[j]..offs[j] + d];
-                let m = ms[j];
+        let mut max = f32::NEG_INFINITY;
+        for j in 0..l {
+            let row = &table[offs[j]..offs[j] + d];
+            let m = ms[j];
+            if want_masked_sum {
+                let acc = &mut out.masked_sum[b * d..(b + 1) * d];
                 for (a, &x) in acc.iter_mut().zip(row) {
                     *a += m * x;
                 }
             }
+            if want_pooled {
+                let s = dot(row, q) * spec.scale;
+                let z = s * m + (m - 1.0) * spec.fill;
+                zs[j] = z;
+                max = max.max(z);
+            }
         }
         if !want_pooled {
             continue;
-        }
-        let mut max = f32::NEG_INFINITY;
-        for j in 0..l {
-            let row = &table[offs[j]..offs[j] + d];
-            let dot = dot(row, q);
-            let s = dot * spec.scale;
-            let m = ms[j];
-            let z = s * m + (m - 1.0) * spec.fill;
-            zs[j] = z;
-            max = max.max(z);
         }
         let mut sum = 0f32;
         for z in zs.iter_mut() {
@@ -239,7 +262,7 @@ pub fn attend(
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One value of the standard sub-graph the fused op stands in for.
