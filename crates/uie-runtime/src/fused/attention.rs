@@ -173,28 +173,27 @@ pub fn attend(
             vec![]
         },
     };
-    // Widths common in the models get a copy of the loop with the width known at compile time
-    // (the row loops unroll and vectorise); any other width runs the same code with `d` dynamic.
+    // Widths common in the models run [`rows_fixed`] (rows as `[f32; D]` arrays, accumulators in
+    // registers, so the row loops vectorise); any other width runs [`rows_pass`], the same
+    // computation on slices.
     match d {
-        4 => rows_pass::<4>(table, d, spec, batch, &mut out),
-        8 => rows_pass::<8>(table, d, spec, batch, &mut out),
-        16 => rows_pass::<16>(table, d, spec, batch, &mut out),
-        32 => rows_pass::<32>(table, d, spec, batch, &mut out),
-        _ => rows_pass::<0>(table, d, spec, batch, &mut out),
+        4 => rows_fixed::<4>(table, spec, batch, &mut out),
+        8 => rows_fixed::<8>(table, spec, batch, &mut out),
+        16 => rows_fixed::<16>(table, spec, batch, &mut out),
+        32 => rows_fixed::<32>(table, spec, batch, &mut out),
+        _ => rows_pass(table, d, spec, batch, &mut out),
     }?;
     Ok(out)
 }
 
-/// The per-row passes of [`attend`] (inputs already checked): `D` is the row width when it is
-/// known at compile time, 0 when it is `d`.
-fn rows_pass<const D: usize>(
+/// The per-row passes of [`attend`] (inputs already checked) for any row width `d`.
+fn rows_pass(
     table: &[f32],
     d: usize,
     spec: &Spec,
     batch: &Batch,
     out: &mut Attended,
 ) -> Result<(), AttentionError> {
-    let d = if D == 0 { d } else { D };
     let rows = table.len() / d;
     let (n, l) = (batch.n, batch.l);
     let want_pooled = !out.pooled.is_empty();
@@ -208,6 +207,8 @@ fn rows_pass<const D: usize>(
         let ids = &batch.ids[b * l..(b + 1) * l];
         for j in 0..l {
             let r = match spec.index {
+                // Ids already in 0..m (the usual case) skip the 64-bit division.
+                Index::Modulo(m) if (0..m).contains(&ids[j]) => ids[j],
                 Index::Modulo(m) => ids[j].rem_euclid(m),
                 Index::Direct => ids[j],
             };
@@ -261,6 +262,89 @@ fn rows_pass<const D: usize>(
                 *a += w * x;
             }
         }
+    }
+    Ok(())
+}
+
+/// [`rows_pass`] for a row width `D` known at compile time: table rows, queries and
+/// accumulators are `[f32; D]` arrays. Same formulas, same order of operations per value.
+fn rows_fixed<const D: usize>(
+    table: &[f32],
+    spec: &Spec,
+    batch: &Batch,
+    out: &mut Attended,
+) -> Result<(), AttentionError> {
+    let (rows, _) = table.as_chunks::<D>();
+    let (queries, _) = batch.query.as_chunks::<D>();
+    let n_rows = rows.len();
+    let l = batch.l;
+    let want_pooled = !out.pooled.is_empty();
+    let want_masked_sum = !out.masked_sum.is_empty();
+    let mut idx = vec![0usize; l];
+    let mut ms = vec![0f32; l];
+    let mut zs = vec![0f32; l];
+    for (b, q) in queries.iter().enumerate().take(batch.n) {
+        let ids = &batch.ids[b * l..(b + 1) * l];
+        for j in 0..l {
+            let r = match spec.index {
+                // Ids already in 0..m (the usual case) skip the 64-bit division.
+                Index::Modulo(m) if (0..m).contains(&ids[j]) => ids[j],
+                Index::Modulo(m) => ids[j].rem_euclid(m),
+                Index::Direct => ids[j],
+            };
+            idx[j] = usize::try_from(r).ok().filter(|&r| r < n_rows).ok_or(
+                AttentionError::OutOfRange {
+                    index: r,
+                    rows: n_rows,
+                },
+            )?;
+            ms[j] = match spec.mask {
+                Mask::Length => f32::from(u8::from((j as f32) < batch.mask[b])),
+                Mask::Explicit => batch.mask[b * l + j],
+            };
+        }
+        let mut msum = [0f32; D];
+        let mut max = f32::NEG_INFINITY;
+        for j in 0..l {
+            let row = &rows[idx[j]];
+            let m = ms[j];
+            if want_masked_sum {
+                for (a, &x) in msum.iter_mut().zip(row) {
+                    *a += m * x;
+                }
+            }
+            if want_pooled {
+                let s = dot(row, q) * spec.scale;
+                let z = s * m + (m - 1.0) * spec.fill;
+                zs[j] = z;
+                max = max.max(z);
+            }
+        }
+        if want_masked_sum {
+            out.masked_sum[b * D..(b + 1) * D].copy_from_slice(&msum);
+        }
+        if !want_pooled {
+            continue;
+        }
+        let mut sum = 0f32;
+        for z in zs.iter_mut() {
+            let x = *z - max;
+            let e = if x < EXP_UNDERFLOW { 0.0 } else { x.exp() };
+            *z = e;
+            sum += e;
+        }
+        let mut acc = [0f32; D];
+        for j in 0..l {
+            let w = zs[j] / sum * ms[j];
+            if w == 0.0 {
+                // 0 · row adds nothing (the table is finite: the pattern checks it).
+                continue;
+            }
+            for (a, &x) in acc.iter_mut().zip(&rows[idx[j]]) {
+                *a += w * x;
+            }
+        }
+        out.pooled[b * D..(b + 1) * D].copy_from_slice(&acc);
     }
     Ok(())
 }
@@ -546,15 +630,15 @@ mod tests {
 
     #[test]
     fn explicit_mask_and_single_index_rows() {
-        let d = 3;
-        let t = table(5, d);
-        let spec = Spec {
-            index: Index::Direct,
-            mask: Mask::Explicit,
-            scale: 1.0 / 3f32.sqrt(),
-            fill: 1e9,
-        };
-        for l in [1usize, 4] {
+        // d = 3 runs the slice path, d = 8 the fixed-width one.
+        for (d, l) in [(3usize, 1usize), (3, 4), (8, 1), (8, 4)] {
+            let t = table(5, d);
+            let spec = Spec {
+                index: Index::Direct,
+                mask: Mask::Explicit,
+                scale: 1.0 / (d as f32).sqrt(),
+                fill: 1e9,
+            };
             let n = 3;
             let ids: Vec<i64> = (0..n * l).map(|i| (i % 5) as i64).collect();
             let mask: Vec<f32> = (0..n * l)
