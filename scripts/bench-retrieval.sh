@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 8 benchmark: the compiled MovieLens full-UIE model in uie-runtime (tract, optimised, one
-# thread) with both runtime rewrites (fused retrieval + fused embedding lookups, "fused"), with the
-# fused retrieval only ("no lookups") and with neither ("standard"), against ONNX Runtime (one,
+# thread) with every runtime rewrite (retrieval, attention, gate mixes, embedding lookups: "fused"), with
+# all but the lookups ("no lookups") and with none ("standard"), against ONNX Runtime (one,
 # then two intra-op threads) on the same file and the same inputs, in the same run; batch 1, 16
 # and 256.
 #

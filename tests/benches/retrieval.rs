@@ -1,6 +1,7 @@
 //! Issue 8 benchmark: the compiled MovieLens full-UIE model under `uie-runtime` (optimised, one
-//! thread) with both runtime rewrites (fused retrieval and fused embedding lookups), with the
-//! fused retrieval only, and with neither, at batch 1, 16 and 256.
+//! thread) with every runtime rewrite (the default options: fused retrieval, attention, gate mixes
+//! and embedding lookups: "fused"), with all but the fused embedding lookups ("no_lookups"), and
+//! with none ("standard"), at batch 1, 16 and 256.
 //!
 //! The checkpoint is `$UIE_BENCH_CHECKPOINT` (default `out/protocol-b/full-uie-s2/best`); when it
 //! does not exist a MovieLens UIE model is trained briefly (two epochs) into
@@ -95,27 +96,31 @@ fn prepare(out: &Path) -> (PathBuf, Vec<(usize, Inputs)>) {
 fn bench(c: &mut Criterion) {
     let out = root().join("target/bench-retrieval");
     let (model, batches) = prepare(&out);
-    // "fused": both runtime rewrites (the default); "no_lookups": the fused retrieval only;
-    // "standard": neither (the ONNX graph as tract optimises it).
+    // "fused": every runtime rewrite (the default); "no_lookups": all but the fused embedding
+    // lookups; "standard": none (the ONNX graph as tract optimises it).
     let engines: Vec<(&str, Engine)> = [
         ("fused", true, true),
         ("no_lookups", true, false),
         ("standard", false, false),
     ]
     .into_iter()
-    .map(|(label, fuse_retrieval, fuse_lookups)| {
+    .map(|(label, fuse, fuse_lookups)| {
         let e = Engine::load_path(
             &model,
             EngineOptions {
                 optimize: true,
-                fuse_retrieval,
+                fuse_retrieval: fuse,
+                fuse_attention: fuse,
+                fuse_gates: fuse,
                 fuse_lookups,
             },
         )
         .expect("load");
         println!(
-            "{label}: {} retrievals and {} embedding lookups fused",
+            "{label}: {} retrievals, {} attentions, {} gate mixes, {} embedding lookups fused",
             e.fused_retrievals(),
+            e.fused_attentions(),
+            e.fused_gates(),
             e.fused_lookups()
         );
         (label, e)

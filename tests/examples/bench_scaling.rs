@@ -270,7 +270,8 @@ fn compile(config: &Config, model: &Path, external: bool, seed: u64) -> Result<(
 /// the compiler's own naming rule rather than guessed).
 fn remove_model(model: &Path) {
     let _ = std::fs::remove_file(model);
-    let (Some(dir), Some(name)) = (model.parent(), model.file_name().and_then(|n| n.to_str())) else {
+    let (Some(dir), Some(name)) = (model.parent(), model.file_name().and_then(|n| n.to_str()))
+    else {
         return;
     };
     let Ok(entries) = std::fs::read_dir(dir) else {

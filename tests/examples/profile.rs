@@ -58,9 +58,11 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| root.join("model.onnx"));
     let engine = Engine::load_path(&model, EngineOptions::default())?;
     println!(
-        "model {}: {} retrievals fused",
+        "model {}: {} retrievals, {} attentions, {} gate mixes fused",
         model.display(),
-        engine.fused_retrievals()
+        engine.fused_retrievals(),
+        engine.fused_attentions(),
+        engine.fused_gates()
     );
     for n in [1usize, 16, 256] {
         let doc: serde_json::Map<String, serde_json::Value> =

@@ -54,6 +54,9 @@ fn main() -> anyhow::Result<()> {
                 EngineOptions {
                     optimize: true,
                     fuse_retrieval,
+                    // "standard" runs none of the runtime's rewrites.
+                    fuse_attention: fuse_retrieval,
+                    fuse_gates: fuse_retrieval,
                     fuse_lookups,
                 },
             )

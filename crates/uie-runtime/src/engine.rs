@@ -6,9 +6,10 @@
 //!
 //! `optimize = false` runs the typed model as loaded ("plain"); `optimize = true` runs tract's
 //! optimised model. Parity tests run both. With `fuse_retrieval` (the default) each centre
-//! retrieval sub-graph, and with `fuse_lookups` (the default) each hashed-embedding lookup, is
-//! replaced by the runtime's fused op right after typing, before tract's optimiser (module
-//! [`crate::fused`]).
+//! retrieval sub-graph is replaced by the runtime's fused op right after typing, before tract's
+//! optimiser (module [`crate::fused`]); with `fuse_attention` (the default) so is each target
+//! attention over gathered table rows, with `fuse_gates` (the default) each PLE gate mix, and with
+//! `fuse_lookups` (the default) each hashed-embedding lookup.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -120,6 +121,14 @@ pub struct EngineOptions {
     /// Replace each recognised hashed-embedding lookup `Gather(E, Mod(ids, H))` by the fused
     /// lookup op of [`crate::fused`] (true, the default) or run the standard ops (false).
     pub fuse_lookups: bool,
+    /// Replace each recognised target attention over gathered table rows (the behaviour-sequence
+    /// attention and UCSE's history sum and centre attention) by the fused op of
+    /// [`crate::fused::attention`] (true, the default) or run the standard ops (false).
+    pub fuse_attention: bool,
+    /// Replace each recognised PLE gate mix (softmax of the gate's logits, stack of the experts,
+    /// weighted sum) by the fused op of [`crate::fused::gate`] (true, the default) or run the
+    /// standard ops (false).
+    pub fuse_gates: bool,
 }
 
 impl Default for EngineOptions {
@@ -128,6 +137,8 @@ impl Default for EngineOptions {
             optimize: true,
             fuse_retrieval: true,
             fuse_lookups: true,
+            fuse_attention: true,
+            fuse_gates: true,
         }
     }
 }
@@ -147,6 +158,8 @@ pub struct Engine {
     properties: Arc<Vec<(String, String)>>,
     fused: usize,
     lookups: usize,
+    fused_attentions: usize,
+    fused_gates: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -220,8 +233,18 @@ impl Engine {
         properties.sort();
         let mut fused = 0;
         let mut lookups = 0;
+        let mut fused_attentions = 0;
+        let mut fused_gates = 0;
         let plan = guarded(what, || {
             let mut typed = model.into_typed()?;
+            // Attention first: it reads the retrieval's keep mask and indices, which the
+            // retrieval rewrite then provides from its own op.
+            if opts.fuse_attention {
+                fused_attentions = fuse_or_keep(&mut typed, crate::fused::fuse_attentions);
+            }
+            if opts.fuse_gates {
+                fused_gates = fuse_or_keep(&mut typed, crate::fused::fuse_gate_mixes);
+            }
             if opts.fuse_retrieval {
                 fused = fuse_or_keep(&mut typed, crate::fused::fuse_retrievals);
             }
@@ -260,7 +283,21 @@ impl Engine {
             properties: Arc::new(properties),
             fused,
             lookups,
+            fused_attentions,
+            fused_gates,
         })
+    }
+
+    /// How many target-attention sub-graphs were replaced by the fused attention op at load (0
+    /// when `fuse_attention` is off or the model has none).
+    pub fn fused_attentions(&self) -> usize {
+        self.fused_attentions
+    }
+
+    /// How many PLE gate mixes were replaced by the fused gate-mix op at load (0 when
+    /// `fuse_gates` is off).
+    pub fn fused_gates(&self) -> usize {
+        self.fused_gates
     }
 
     /// How many centre-retrieval sub-graphs were replaced by the fused op at load (0 when

@@ -15,18 +15,32 @@
 //! the count with [`Engine::fused_retrievals`](crate::Engine::fused_retrievals). The match rules
 //! are in [`pattern`].
 //!
+//! The same way, [`fuse_attentions`] replaces each target attention over gathered table rows (the
+//! behaviour-sequence attention with UCSE's history sum, UCSE's attention over the kept centres)
+//! by [`UieAttention`] (module [`attention`], rules in [`attention_pattern`]), unless
+//! [`EngineOptions::fuse_attention`](crate::EngineOptions::fuse_attention) is false, and
+//! [`fuse_gate_mixes`] replaces each PLE gate mix (softmax, stack, weighted sum) by [`UieGateMix`]
+//! (module [`gate`]) unless [`EngineOptions::fuse_gates`](crate::EngineOptions::fuse_gates) is
+//! false.
+//!
 //! The same way, [`fuse_lookups`] replaces each hashed-embedding lookup `Gather(E, Mod(ids, H))`
 //! (eight element-wise nodes plus the `Gather` once tract has expanded the `Mod`) by one
 //! [`UieHashedLookup`] doing the modulo and the row copy in one pass ([`lookup`],
 //! [`lookup_pattern`]); [`EngineOptions::fuse_lookups`](crate::EngineOptions::fuse_lookups) turns
 //! it off.
 
+pub mod attention;
+pub mod attention_pattern;
+pub mod gate;
 pub mod kernel;
 pub mod lookup;
 pub mod lookup_pattern;
 pub mod op;
 pub mod pattern;
 
+pub use attention::{attend, AttentionError, AttentionOutput, UieAttention};
+pub use attention_pattern::fuse_attentions;
+pub use gate::{fuse_gate_mixes, UieGateMix};
 pub use kernel::{retrieve, retrieve_scored, CentreTable, KernelError, Retrieved, Wants};
 pub use lookup::{EmbeddingTable, LookupError, UieHashedLookup};
 pub use lookup_pattern::fuse_lookups;

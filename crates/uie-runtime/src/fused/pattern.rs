@@ -58,7 +58,7 @@ struct Match {
 }
 
 /// The single f32 value of a one-element constant outlet.
-fn scalar_f32(model: &TypedModel, outlet: OutletId) -> Option<f32> {
+pub(super) fn scalar_f32(model: &TypedModel, outlet: OutletId) -> Option<f32> {
     let t = model.outlet_fact(outlet).ok()?.konst.clone()?;
     if t.len() != 1 || t.datum_type() != f32::datum_type() {
         return None;
@@ -77,7 +77,7 @@ fn const_f32(model: &TypedModel, outlet: OutletId, rank: usize) -> Option<(Vec<u
 }
 
 /// Nodes consuming `outlet`.
-fn consumers(model: &TypedModel, outlet: OutletId) -> Vec<&TypedNode> {
+pub(super) fn consumers(model: &TypedModel, outlet: OutletId) -> Vec<&TypedNode> {
     model
         .outlet_successors(outlet)
         .iter()
@@ -86,12 +86,12 @@ fn consumers(model: &TypedModel, outlet: OutletId) -> Vec<&TypedNode> {
 }
 
 /// The name of a binary op node (`Mul`, `Add`, `Sub`, `GT`, …).
-fn bin_name(node: &TypedNode) -> Option<&'static str> {
+pub(super) fn bin_name(node: &TypedNode) -> Option<&'static str> {
     node.op_as::<TypedBinOp>().map(|b| b.0.name())
 }
 
 /// For a two-input node with `x` as one input, the other input.
-fn other_input(node: &TypedNode, x: OutletId) -> Option<OutletId> {
+pub(super) fn other_input(node: &TypedNode, x: OutletId) -> Option<OutletId> {
     match node.inputs.as_slice() {
         [a, b] if *a == x => Some(*b),
         [a, b] if *b == x => Some(*a),
@@ -100,7 +100,7 @@ fn other_input(node: &TypedNode, x: OutletId) -> Option<OutletId> {
 }
 
 /// A binary node named `op` consuming `x` whose other input satisfies `pred`.
-fn find_bin<'m>(
+pub(super) fn find_bin<'m>(
     model: &'m TypedModel,
     x: OutletId,
     op: &str,
@@ -111,7 +111,7 @@ fn find_bin<'m>(
         .find(|n| bin_name(n) == Some(op) && other_input(n, x).is_some_and(&pred))
 }
 
-fn out0(node: &TypedNode) -> OutletId {
+pub(super) fn out0(node: &TypedNode) -> OutletId {
     OutletId::new(node.id, 0)
 }
 
@@ -310,7 +310,7 @@ fn match_retrieval(model: &TypedModel, topk: &TypedNode) -> Option<Match> {
 }
 
 /// Whether an outlet is used at all (a consumer or a model output).
-fn is_used(model: &TypedModel, outlet: OutletId) -> bool {
+pub(super) fn is_used(model: &TypedModel, outlet: OutletId) -> bool {
     !model.outlet_successors(outlet).is_empty() || model.outputs.contains(&outlet)
 }
 

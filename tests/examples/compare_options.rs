@@ -1,0 +1,146 @@
+//! Interleaved timing of `uie-runtime` engine options on the compiled MovieLens model: the
+//! default options (every runtime rewrite), without the fused gate mixes, without the fused
+//! attention, and without any rewrite
+//! (optimised, one thread), at batch 1, 16 and 256. Variants run in alternating blocks within
+//! each round, so machine load drifts hit all of them alike; the table gives the median per-call
+//! time over rounds and the median of the per-round ratios.
+//!
+//! Reads the files `scripts/bench-retrieval.sh` writes (`target/bench-retrieval/model.onnx` and
+//! `inputs_<n>.json`).
+//!
+//! Usage: `cargo run --release -p uie-e2e --example compare_options [rounds] [default]` (or
+//! `scripts/bench-attention.sh`); with `default`, only the default options are timed and one
+//! line `batch <n> <µs>` per batch size is printed (the script interleaves these runs with ONNX
+//! Runtime).
+
+use std::path::Path;
+use std::time::Instant;
+
+use uie_runtime::engine::{Engine, EngineOptions, Value};
+
+fn value(v: &serde_json::Value) -> anyhow::Result<Value> {
+    let shape: Vec<usize> = serde_json::from_value(v["shape"].clone())?;
+    Ok(match v["dtype"].as_str() {
+        Some("float32") => Value::F32 {
+            shape,
+            data: serde_json::from_value(v["data"].clone())?,
+        },
+        _ => Value::I64 {
+            shape,
+            data: serde_json::from_value(v["data"].clone())?,
+        },
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(21);
+    let default_only = std::env::args().nth(2).as_deref() == Some("default");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-retrieval");
+    let model = root.join("model.onnx");
+    let all = EngineOptions::default();
+    let variants = [
+        ("default", all),
+        (
+            "no gate fusion",
+            EngineOptions {
+                fuse_gates: false,
+                ..all
+            },
+        ),
+        (
+            "no attention fusion",
+            EngineOptions {
+                fuse_attention: false,
+                ..all
+            },
+        ),
+        (
+            "no rewrite",
+            EngineOptions {
+                fuse_attention: false,
+                fuse_retrieval: false,
+                fuse_gates: false,
+                ..all
+            },
+        ),
+    ];
+    let engines: Vec<(&str, Engine)> = variants
+        .iter()
+        .take(if default_only { 1 } else { variants.len() })
+        .map(|(label, opts)| Ok((*label, Engine::load_path(&model, *opts)?)))
+        .collect::<anyhow::Result<_>>()?;
+    if !default_only {
+        println!("model {}, {rounds} rounds", model.display());
+        println!(
+            "\n| batch | {} | {} |\n|---:|{}{}",
+            engines
+                .iter()
+                .map(|(l, _)| format!("{l} µs"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            engines[1..]
+                .iter()
+                .map(|(l, _)| format!("{l} / default"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            "---:|".repeat(engines.len()),
+            "---:|".repeat(engines.len() - 1),
+        );
+    }
+    for n in [1usize, 16, 256] {
+        let doc: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(root.join(format!("inputs_{n}.json")))?)?;
+        let inputs: Vec<(&str, Value)> = doc
+            .iter()
+            .map(|(k, v)| Ok((k.as_str(), value(v)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let reps = (4000 / n).clamp(10, 400);
+        for (_, e) in &engines {
+            for _ in 0..reps / 4 + 1 {
+                e.run(&inputs)?;
+            }
+        }
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); engines.len()];
+        for round in 0..rounds {
+            for k in 0..engines.len() {
+                // Rotate the order each round.
+                let i = (k + round) % engines.len();
+                let t0 = Instant::now();
+                for _ in 0..reps {
+                    engines[i].1.run(&inputs)?;
+                }
+                times[i].push(t0.elapsed().as_secs_f64() * 1e6 / reps as f64);
+            }
+        }
+        let ratios: Vec<f64> = (1..engines.len())
+            .map(|i| median(times[i].iter().zip(&times[0]).map(|(a, b)| a / b).collect()))
+            .collect();
+        if default_only {
+            println!("batch {n} {:.2}", median(times[0].clone()));
+            continue;
+        }
+        println!(
+            "| {n} | {} | {} |",
+            times
+                .iter()
+                .map(|t| format!("{:.1}", median(t.clone())))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            ratios
+                .iter()
+                .map(|r| format!("{r:.2}×"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    Ok(())
+}

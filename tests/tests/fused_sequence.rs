@@ -1,0 +1,321 @@
+//! Issue 8: `uie-runtime` rewrites the behaviour-sequence target attention (with UCSE's masked
+//! history sum) and UCSE's attention over the kept centres into its fused attention op
+//! (`uie_runtime::fused::attention`). The rewritten model must equal the unrewritten one by the
+//! rule of `uie-model.md` §7 on every output (`probs` and, compiled with debug outputs, every
+//! debug value), at batch sizes 1, 7 and 256, plain and optimised, with the retrieval rewrite on
+//! and off; rows where a UCSE retrieval has a near tie (two of the K + 1 best scores closer than
+//! 1e-5 with the larger positive: the masked history sum is added in another order, so the
+//! retrieved centres may swap) are counted and exempt. Histories cover `hist_len` 0, = L and
+//! (fed straight to the engine) negative and beyond L, L = 1, and negative, huge and extreme ids.
+//! Models without a sequence fuse no attention and run unchanged; `fuse_attention: false` turns
+//! the rewrite off. The fused PLE gate mix (`uie_runtime::fused::gate`, `fuse_gates`) is checked
+//! the same way, on UIE and plain PLE models: every gate of every level is fused.
+
+#[path = "../../crates/uie-compile/tests/common/mod.rs"]
+mod common;
+
+use uie_compile::pipeline::{compile_with, CompileOptions};
+use uie_compile::verify::{batch_inputs, run_engine};
+use uie_e2e::{near_tie_rows, train_movielens_uie};
+use uie_model::parity::within_tolerance;
+use uie_model::{Checkpoint, Plan, RawBatch, Tensor, TensorData};
+use uie_runtime::engine::{Engine, EngineOptions};
+
+const BATCHES: [usize; 3] = [1, 7, 256];
+
+/// The rewrite a comparison turns on and off (the others keep their defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Rewrite {
+    Attention,
+    Gates,
+}
+
+impl Rewrite {
+    fn options(self, optimize: bool, fuse_retrieval: bool, on: bool) -> EngineOptions {
+        let base = EngineOptions {
+            optimize,
+            fuse_retrieval,
+            ..EngineOptions::default()
+        };
+        match self {
+            Rewrite::Attention => EngineOptions {
+                fuse_attention: on,
+                ..base
+            },
+            Rewrite::Gates => EngineOptions {
+                fuse_gates: on,
+                ..base
+            },
+        }
+    }
+
+    fn count(self, e: &Engine) -> usize {
+        match self {
+            Rewrite::Attention => e.fused_attentions(),
+            Rewrite::Gates => e.fused_gates(),
+        }
+    }
+}
+
+fn engine(bytes: &[u8], optimize: bool, fuse_retrieval: bool, fuse_attention: bool) -> Engine {
+    load(
+        bytes,
+        Rewrite::Attention.options(optimize, fuse_retrieval, fuse_attention),
+    )
+}
+
+fn load(bytes: &[u8], opts: EngineOptions) -> Engine {
+    Engine::load_bytes(bytes, opts).expect("tract loads the model")
+}
+
+/// The number of PLE gates of a checkpoint's plan.
+fn gates(ck: &Checkpoint) -> usize {
+    Plan::new(&ck.config)
+        .levels
+        .iter()
+        .map(|l| l.task_gates.len() + usize::from(l.shared_gate.is_some()))
+        .sum()
+}
+
+fn output<'a>(outs: &'a [(String, Tensor)], name: &str) -> Option<&'a Tensor> {
+    outs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+}
+
+#[derive(Default, Debug)]
+struct Stats {
+    rows: usize,
+    near_ties: usize,
+    worst: f32,
+    values: usize,
+}
+
+/// `inputs` with `hist_len` replaced by `f(row, L)`.
+fn with_len(inputs: &[(String, Tensor)], f: impl Fn(usize, i64) -> i64) -> Vec<(String, Tensor)> {
+    let width = inputs
+        .iter()
+        .find(|(n, _)| n == "hist_items")
+        .map(|(_, t)| t.shape[1] as i64)
+        .expect("hist_items");
+    inputs
+        .iter()
+        .map(|(n, t)| {
+            if n == "hist_len" {
+                let len = (0..t.shape[0]).map(|r| f(r, width)).collect();
+                (n.clone(), Tensor::i64(t.shape.clone(), len))
+            } else {
+                (n.clone(), t.clone())
+            }
+        })
+        .collect()
+}
+
+/// Compares the fused-attention engines with the unfused ones on `inputs`, every output, debug
+/// outputs on and off, plain and optimised, retrieval rewrite on and off.
+fn compare(
+    label: &str,
+    ck: &Checkpoint,
+    inputs: &[(String, Tensor)],
+    expect_fused: usize,
+    st: &mut Stats,
+) {
+    compare_rewrite(Rewrite::Attention, label, ck, inputs, expect_fused, st);
+}
+
+/// [`compare`] for one rewrite.
+fn compare_rewrite(
+    rewrite: Rewrite,
+    label: &str,
+    ck: &Checkpoint,
+    inputs: &[(String, Tensor)],
+    expect_fused: usize,
+    st: &mut Stats,
+) {
+    let n = inputs.first().map(|(_, t)| t.shape[0]).expect("inputs");
+    let mut ties = vec![false; n];
+    for debug_outputs in [true, false] {
+        let opts = CompileOptions {
+            debug_outputs,
+            ..CompileOptions::default()
+        };
+        let bytes = compile_with(ck, &opts).expect("compile");
+        for optimize in [false, true] {
+            for fuse_retrieval in [true, false] {
+                let case = format!(
+                    "{rewrite:?} {label} n={n} debug={debug_outputs} optimize={optimize} \
+                     retrieval={fuse_retrieval}"
+                );
+                let standard = load(&bytes, rewrite.options(optimize, fuse_retrieval, false));
+                let fused = load(&bytes, rewrite.options(optimize, fuse_retrieval, true));
+                assert_eq!(rewrite.count(&standard), 0, "{case}");
+                assert_eq!(rewrite.count(&fused), expect_fused, "{case}");
+                assert_eq!(
+                    fused.fused_retrievals(),
+                    standard.fused_retrievals(),
+                    "{case}"
+                );
+                assert_eq!(standard.output_names(), fused.output_names(), "{case}");
+                let want = run_engine(&standard, inputs, "standard").expect("standard run");
+                let got = run_engine(&fused, inputs, "fused").expect("fused run");
+                if let Some(s) = output(&want, "debug.ucse.scores") {
+                    for (t, v) in ties.iter_mut().zip(near_tie_rows(s, ck.config.uie.ucse.k)) {
+                        *t |= v;
+                    }
+                }
+                for (name, w) in &want {
+                    let g = output(&got, name).expect("same outputs");
+                    assert_eq!(g.shape, w.shape, "{case} {name}");
+                    let (TensorData::F32(g), TensorData::F32(w)) = (&g.data, &w.data) else {
+                        // Retrieved indices: equal except on near-tie rows.
+                        let (TensorData::I64(g), TensorData::I64(w)) = (&g.data, &w.data) else {
+                            panic!("{case} {name}: mixed types");
+                        };
+                        let k = g.len() / n;
+                        for (row, (a, b)) in g.chunks_exact(k).zip(w.chunks_exact(k)).enumerate() {
+                            assert!(ties[row] || a == b, "{case} {name} row {row}");
+                        }
+                        continue;
+                    };
+                    let per_row = w.len() / n.max(1);
+                    for (i, (&a, &b)) in g.iter().zip(w).enumerate() {
+                        assert!(!a.is_nan(), "{case} {name}: NaN at {i}");
+                        let row = i / per_row.max(1);
+                        if ties[row] {
+                            continue;
+                        }
+                        st.values += 1;
+                        st.worst = st.worst.max((a - b).abs());
+                        assert!(
+                            within_tolerance(a, b),
+                            "{case} {name} row {row} value {i}: fused {a} vs standard {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    st.rows += n;
+    st.near_ties += ties.iter().filter(|&&t| t).count();
+}
+
+fn report(label: &str, st: &Stats) {
+    println!(
+        "{label}: {} rows, {} values compared, largest |diff| {:.3e}, near-tie rows {}",
+        st.rows, st.values, st.worst, st.near_ties
+    );
+    assert!(st.values > 0);
+}
+
+#[test]
+fn random_uie_checkpoint_fused_attention_equals_standard() {
+    let ck = common::uie_checkpoint(23);
+    let mut st = Stats::default();
+    for width in [5usize, 1] {
+        for n in BATCHES {
+            let batch = common::rows_with_history(&ck.config, n, width, 300 + n as u64);
+            let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
+            compare(&format!("L={width}"), &ck, &inputs, 2, &mut st);
+        }
+    }
+    // Lengths the batch validation would refuse, fed straight to the engine: negative, beyond L,
+    // and every row full.
+    let batch = common::rows_with_history(&ck.config, 7, 5, 77);
+    let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
+    let odd = with_len(&inputs, |r, l| match r % 3 {
+        0 => -3,
+        1 => l + 40,
+        _ => i64::MIN,
+    });
+    compare("odd lengths", &ck, &odd, 2, &mut st);
+    let full = with_len(&inputs, |_, l| l);
+    compare("full", &ck, &full, 2, &mut st);
+    report("random UIE", &st);
+}
+
+#[test]
+fn sequence_without_ucse_fuses_the_sequence_attention_alone() {
+    let mut config = common::config(common::TINY_UIE);
+    config.uie.upe.enabled = false;
+    config.uie.ucse.enabled = false;
+    let ck = common::checkpoint(config, 8);
+    let mut st = Stats::default();
+    for n in BATCHES {
+        let batch = common::rows_with_history(&ck.config, n, 5, 40 + n as u64);
+        let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
+        compare("sequence only", &ck, &inputs, 1, &mut st);
+    }
+    report("sequence only", &st);
+}
+
+#[test]
+fn model_without_sequence_fuses_nothing_and_runs_unchanged() {
+    let ck = common::checkpoint(common::config(common::TINY), 3);
+    let bytes = uie_compile::compile(&ck).expect("compile");
+    let batch = common::rows(&ck.config, 7, 9);
+    let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
+    for optimize in [false, true] {
+        let fused = engine(&bytes, optimize, true, true);
+        let standard = engine(&bytes, optimize, true, false);
+        assert_eq!(fused.fused_attentions(), 0);
+        let a = run_engine(&fused, &inputs, "fused").expect("run");
+        let b = run_engine(&standard, &inputs, "standard").expect("run");
+        assert_eq!(a, b, "optimize={optimize}");
+    }
+}
+
+#[test]
+fn default_options_fuse_attention_and_the_option_turns_it_off() {
+    let ck = common::uie_checkpoint(5);
+    let bytes = uie_compile::compile(&ck).expect("compile");
+    assert!(EngineOptions::default().fuse_attention);
+    let default = Engine::load_bytes(&bytes, EngineOptions::default()).expect("load");
+    assert_eq!(default.fused_attentions(), 2);
+    assert_eq!(engine(&bytes, true, true, false).fused_attentions(), 0);
+}
+
+#[test]
+fn movielens_trained_fused_attention_equals_standard() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ck, splits) = train_movielens_uie(tmp.path()).expect("training");
+    let test = &splits.test.batch;
+    let mut st = Stats::default();
+    for n in BATCHES {
+        let step = (test.n / n).max(1);
+        let rows: Vec<usize> = (0..test.n).step_by(step).take(n).collect();
+        let batch: RawBatch = test.take(&rows);
+        let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
+        compare("MovieLens", &ck, &inputs, 2, &mut st);
+        compare_rewrite(
+            Rewrite::Gates,
+            "MovieLens",
+            &ck,
+            &inputs,
+            gates(&ck),
+            &mut st,
+        );
+    }
+    report("MovieLens UIE", &st);
+}
+
+#[test]
+fn fused_gate_mix_equals_standard_on_uie_and_plain_ple() {
+    let uie = common::uie_checkpoint(31);
+    let plain = common::checkpoint(common::config(common::TINY), 12);
+    let mut st = Stats::default();
+    for n in BATCHES {
+        let batch = common::rows_with_history(&uie.config, n, 5, 500 + n as u64);
+        let inputs = batch_inputs(&uie.config, &batch).expect("inputs");
+        compare_rewrite(Rewrite::Gates, "UIE", &uie, &inputs, gates(&uie), &mut st);
+        let batch = common::rows(&plain.config, n, 600 + n as u64);
+        let inputs = batch_inputs(&plain.config, &batch).expect("inputs");
+        compare_rewrite(
+            Rewrite::Gates,
+            "plain",
+            &plain,
+            &inputs,
+            gates(&plain),
+            &mut st,
+        );
+    }
+    assert!(gates(&plain) >= 3 && gates(&uie) >= 1);
+    report("gate mix", &st);
+}
