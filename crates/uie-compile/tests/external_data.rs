@@ -534,7 +534,19 @@ fn the_owned_path_writes_the_same_bytes_as_the_copying_one() {
     let report = pipeline::compile_to_path(&dir, &d.join("model.onnx"), &options, &external(64))
         .expect("owned external");
     assert!(report.data.expect("data file").tensors > 1);
-    for f in ["model.onnx", "model.onnx.data"] {
+    // Same file names (the data file is named by its content) and the same bytes.
+    let listing = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("listing")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let names = listing(&c);
+    assert_eq!(names.len(), 2, "model and data file: {names:?}");
+    assert_eq!(names, listing(&d));
+    for f in &names {
         let (x, y) = (c.join(f), d.join(f));
         let xb = std::fs::read(&x).expect("x");
         let yb = std::fs::read(&y).expect("y");
