@@ -7,7 +7,7 @@
 #    out/protocol-b/full-uie-s2/best; trained briefly when absent) to target/bench-inference/model.onnx
 #    and writes real MovieLens test inputs target/bench-inference/inputs_<n>.json;
 # 2. tests/python/bench_ort.py compare drives both sides: per round and batch size it times tract
-#    (default options, and the fused retrieval off) and ONNX Runtime (each thread count) in turn,
+#    (default options, and every runtime rewrite off) and ONNX Runtime (each thread count) in turn,
 #    rotating the order each round, ≥ UIE_BENCH_SECONDS (1) and ≥ UIE_BENCH_MIN_CALLS (100) calls
 #    per chunk after UIE_BENCH_WARMUP (20) warm-up calls, UIE_BENCH_ROUNDS (3) rounds; samples are
 #    pooled per case (so ≥ 3 s and ≥ 300 calls per case by default);
