@@ -43,6 +43,7 @@ pub(crate) mod stream;
 mod uie_tests;
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use dfdx::losses::binary_cross_entropy_with_logits_loss;
 use dfdx::shapes::{Axis, HasShape, Rank0, Shape};
@@ -766,6 +767,19 @@ pub(crate) struct StepResult {
     pub(crate) grads: BTreeMap<String, Vec<f32>>,
     /// `sg(v_u)`, `sg(v_i)`, `q_u` of the batch.
     pub(crate) side: Side,
+    /// Wall time of the step's stages.
+    pub(crate) times: StepTimes,
+}
+
+/// Wall time of one [`train_step`]'s stages, seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct StepTimes {
+    /// Host weights → dfdx tensors.
+    pub(crate) upload: f64,
+    /// Forward pass and losses (tape recorded).
+    pub(crate) forward: f64,
+    /// `backward` and the gradients' copy to the host.
+    pub(crate) backward: f64,
 }
 
 /// Loss `Σ_k w_k · mean BCE_k` of a batch and the gradient of every trainable tensor (with UIE,
@@ -800,7 +814,9 @@ pub(crate) fn train_step(
             data.labels.len()
         )));
     }
+    let started = Instant::now();
     let p = DeviceParams::new(dev, plan, weights)?;
+    let uploaded = Instant::now();
     let mut sink = Sink::<OwnedTape<f32, Cpu>>::new();
     let out = forward(&mut sink, &p, plan, &data.batch)?;
     let mut loss: Option<Scalar> = None;
@@ -842,13 +858,20 @@ pub(crate) fn train_step(
             ))
         }
     };
+    let forwarded = Instant::now();
     let mut grads = objective_loss.backward();
     let g = p.gradients(&mut grads)?;
+    let times = StepTimes {
+        upload: (uploaded - started).as_secs_f64(),
+        forward: (forwarded - uploaded).as_secs_f64(),
+        backward: forwarded.elapsed().as_secs_f64(),
+    };
     Ok(StepResult {
         loss: value,
         aux_loss: aux_value,
         grads: g,
         side: out.side,
+        times,
     })
 }
 

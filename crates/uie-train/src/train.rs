@@ -43,7 +43,7 @@ use crate::error::TrainError;
 use crate::metrics::{self, TaskMetrics};
 use crate::model::stream::{Collected, SavedState, UieRun};
 use crate::model::{self, evaluate, predict, DeviceParams, Objective};
-use crate::report::{self, EpochRecord, Phase, TableUsage, SPARSE};
+use crate::report::{self, EpochRecord, EpochTimings, Phase, TableUsage, SPARSE};
 
 /// Producer-private file of `last/` holding Adam's moments.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -112,6 +112,8 @@ pub struct TrainReport {
     pub collisions: Vec<(String, usize, usize)>,
     /// Every epoch's record, including those before a resume.
     pub history: Vec<EpochRecord>,
+    /// Peak resident set size of the process at the end of the run, bytes (`VmHWM`, Linux only).
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// Early-stopping and schedule state, stored as JSON in `last/`.
@@ -478,6 +480,18 @@ fn print_epoch(record: &EpochRecord, score: f64, warmup: bool, task_names: &[&st
     }
 }
 
+fn print_timings(t: &EpochTimings, seconds: f64) {
+    let parts: Vec<String> = t
+        .stages()
+        .iter()
+        .map(|(name, s)| format!("{name} {s:.2}"))
+        .collect();
+    println!(
+        "  time (s): {} (epoch {seconds:.2} before checkpoints)",
+        parts.join(", ")
+    );
+}
+
 /// Trains the model a config describes and writes `<out>/best` and `<out>/last`.
 pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainError> {
     let mut config = config.clone();
@@ -552,12 +566,14 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
     {
         let epoch = state.epoch + 1;
         let epoch_started = Instant::now();
+        let mut timings = EpochTimings::default();
         let warmup = uie.is_some() && epoch <= warmup_epochs;
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(
             config.train.seed,
             epoch,
         )));
+        timings.data += epoch_started.elapsed().as_secs_f64();
         let mut cluster_rng =
             StdRng::seed_from_u64(epoch_seed(config.train.seed ^ CLUSTER_SEED, epoch));
         if let Some(run) = uie
@@ -565,6 +581,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             .filter(|_| !warmup && !state.centres_initialised)
         {
             // No warm-up: initialise the centres from the first batches, before any step.
+            let t0 = Instant::now();
             let params = DeviceParams::new(&dev, &plan, &weights)?;
             let mut collected = Collected::new(uie_d, embed_d);
             for rows in order.chunks(batch_size) {
@@ -578,6 +595,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             let mut rng = StdRng::seed_from_u64(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
             run.init_centres(&collected, &mut rng, &mut weights)?;
             state.centres_initialised = true;
+            timings.clustering += t0.elapsed().as_secs_f64();
         }
         let collect = warmup && epoch == warmup_epochs;
         let mut collected = Collected::new(uie_d, embed_d);
@@ -594,11 +612,19 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         for (i, rows) in order.chunks(batch_size).enumerate() {
             let t0 = Instant::now();
             let batch = train.take(rows);
+            let t1 = Instant::now();
+            timings.data += (t1 - t0).as_secs_f64();
             let mut r = model::train_step(&dev, &config, &plan, &weights, &batch, objective)?;
+            timings.upload += r.times.upload;
+            timings.forward += r.times.forward;
+            timings.backward += r.times.backward;
+            let t2 = Instant::now();
             if warmup {
                 r.grads.retain(|name, _| towers.contains(name));
             }
             adam.update(&mut weights, &r.grads)?;
+            let t3 = Instant::now();
+            timings.optimizer += (t3 - t2).as_secs_f64();
             if let Some(run) = uie.as_mut() {
                 if collect {
                     collected.push(&r.side, &run.positives(&batch));
@@ -610,6 +636,8 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
                     run.step(&batch, &counts, &r.side, &mut cluster_rng, &mut weights)?;
                 }
             }
+            let t4 = Instant::now();
+            timings.clustering += (t4 - t3).as_secs_f64();
             step_seconds += t0.elapsed().as_secs_f64();
             samples += rows.len();
             loss_sum += f64::from(r.loss);
@@ -624,20 +652,25 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         let train_loss = loss_sum / steps.max(1) as f64;
         if collect {
             if let Some(run) = uie.as_mut() {
+                let t0 = Instant::now();
                 let mut rng =
                     StdRng::seed_from_u64(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
                 run.init_centres(&collected, &mut rng, &mut weights)?;
                 state.centres_initialised = true;
                 // The full phase starts with a fresh optimizer over every trainable tensor.
                 adam = Adam::new(config.train.learning_rate);
+                timings.clustering += t0.elapsed().as_secs_f64();
             }
         }
         let tables: Vec<TableUsage> = uie.as_mut().map(UieRun::usage).unwrap_or_default();
 
+        let evaluating = Instant::now();
         let params = DeviceParams::new(&dev, &plan, &weights)?;
         let probs = model::probs_on(&params, &plan, &splits.val.batch)?;
         let val = report::eval_report(&task_names, &probs, &splits.val)?;
         let score = metrics::mean_auc(&val.overall);
+        timings.eval += evaluating.elapsed().as_secs_f64();
+        let checkpointing = Instant::now();
         let record = EpochRecord {
             epoch,
             phase: if warmup { Phase::Warmup } else { Phase::Full },
@@ -646,6 +679,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             val,
             tables,
             seconds: epoch_started.elapsed().as_secs_f64(),
+            timings,
         };
         print_epoch(&record, score, warmup, &task_names);
         let mut metrics = metric_map("val", &record.val.overall);
@@ -686,6 +720,12 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             extra,
         }
         .write(&last_dir)?;
+        // The checkpoint writes of this epoch are known only now: the in-memory record (and so
+        // the final `best/history.json`) gets them; this epoch's record in `last/` has zero.
+        if let Some(record) = history.last_mut() {
+            record.timings.checkpoint = checkpointing.elapsed().as_secs_f64();
+            print_timings(&record.timings, record.seconds);
+        }
         if state.epochs_without_improvement >= config.train.patience {
             println!(
                 "early stop: no better validation AUC for {} epochs (best epoch {})",
@@ -722,6 +762,10 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
     metrics.extend(metric_map("test", &test));
     metrics.insert("train_seconds".into(), train_seconds);
     metrics.insert("samples_per_second".into(), samples_per_second);
+    let peak_rss_bytes = report::peak_rss_bytes();
+    if let Some(bytes) = peak_rss_bytes {
+        metrics.insert("peak_rss_mib".into(), bytes as f64 / (1024.0 * 1024.0));
+    }
     best.meta.metrics = metrics;
     let golden: Dataset = splits.test.head(GOLDEN_ROWS);
     let probs = predict(&best, &golden.batch)?;
@@ -738,6 +782,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         samples_per_second,
         collisions: splits.collisions,
         history,
+        peak_rss_bytes,
     })
 }
 
@@ -793,6 +838,37 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn adam_is_the_element_by_element_formula_bit_for_bit() {
+        let w0 = vec![0.5f32, -1.0, 2.0, 0.0, 3.0, -0.25, 1e-3];
+        let g = vec![0.1f32, -0.2, 0.0, 1e-3, 5.0, -7.5, 1e-6];
+        let mut weights = TensorMap::from([("a".to_string(), Tensor::f32(vec![7], w0.clone()))]);
+        let grads = BTreeMap::from([("a".to_string(), g.clone())]);
+        let mut adam = Adam::new(0.01);
+        let (mut w, mut m, mut v) = (w0, vec![0f32; 7], vec![0f32; 7]);
+        for t in 1..=5 {
+            adam.update(&mut weights, &grads).expect("update");
+            let c1 = 1.0 - 0.9f32.powi(t);
+            let c2 = 1.0 - 0.999f32.powi(t);
+            for i in 0..7 {
+                m[i] = 0.9 * m[i] + (1.0 - 0.9) * g[i];
+                v[i] = 0.999 * v[i] + (1.0 - 0.999) * g[i] * g[i];
+                w[i] -= 0.01 * (m[i] / c1) / ((v[i] / c2).sqrt() + 1e-8);
+            }
+            let got: Vec<u32> = weights["a"]
+                .as_f32()
+                .expect("f32")
+                .iter()
+                .map(|x| x.to_bits())
+                .collect();
+            let want: Vec<u32> = w.iter().map(|x| x.to_bits()).collect();
+            assert_eq!(got, want, "step {t}");
+        }
+        assert_eq!(adam.step, 5);
+        let mut short = TensorMap::from([("a".to_string(), Tensor::f32(vec![2], vec![0.0; 2]))]);
+        assert!(adam.update(&mut short, &grads).is_err());
     }
 
     #[test]
