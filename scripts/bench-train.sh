@@ -12,6 +12,8 @@
 #          EPOCHS_A=4      epochs of the census runs (both frameworks; early stopping may end sooner)
 #          EPOCHS_B=3      epochs of the MovieLens runs (full UIE: 1 warm-up + 2 full)
 #          PROTOCOL_B=1    0 skips the MovieLens runs
+#          BASELINE_BIN=   another uie-train binary (e.g. built from an earlier commit) whose runs
+#                          alternate with this tree's as "uie-train baseline" (before/after)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -27,6 +29,11 @@ scripts/setup-bench-venv.sh
 py="$root/.venv-bench/bin/python"
 bin="$root/target/release/uie-train"
 census="models/census-ple.toml"
+baseline="${BASELINE_BIN:-}"
+if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
+  echo "BASELINE_BIN=$baseline is not an executable" >&2
+  exit 1
+fi
 mkdir -p "$out"
 
 # The census rows exactly as the trainer reads them, and its initial weights (seed 1).
@@ -49,6 +56,10 @@ for r in $(seq 1 "$repeats"); do
   for t in $threads; do
     run "uie-census-ple-t$t-r$r" "$t" "$bin" train --config "$census" --seed 1 \
       --epochs "$epochs_a" --out "$out/runs/uie-census-ple-t$t-r$r" --quiet
+    if [ -n "$baseline" ]; then
+      run "uiebase-census-ple-t$t-r$r" "$t" "$baseline" train --config "$census" --seed 1 \
+        --epochs "$epochs_a" --out "$out/runs/uiebase-census-ple-t$t-r$r" --quiet
+    fi
     run "torch-census-ple-t$t-r$r" "$t" "$py" scripts/bench/ple_torch.py \
       --export "$out/export-census" --config "$census" --threads "$t" --epochs "$epochs_a" --seed 1
     run "torchfused-census-ple-t$t-r$r" "$t" "$py" scripts/bench/ple_torch.py \
@@ -58,6 +69,11 @@ for r in $(seq 1 "$repeats"); do
       for model in ple uie; do
         run "uie-movielens-$model-t$t-r$r" "$t" "$bin" train --config "models/movielens-$model.toml" \
           --seed 1 --epochs "$epochs_b" --out "$out/runs/uie-movielens-$model-t$t-r$r" --quiet
+        if [ -n "$baseline" ]; then
+          run "uiebase-movielens-$model-t$t-r$r" "$t" "$baseline" train \
+            --config "models/movielens-$model.toml" --seed 1 --epochs "$epochs_b" \
+            --out "$out/runs/uiebase-movielens-$model-t$t-r$r" --quiet
+        fi
       done
     fi
   done
@@ -68,7 +84,7 @@ if ! git diff --quiet HEAD 2>/dev/null; then commit="$commit (with uncommitted c
 cpu="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 torch_version="$("$py" -c 'import torch; print(torch.__version__)')"
 {
-  echo "- Command: \`scripts/bench-train.sh\` (THREADS=\"$threads\" REPEATS=$repeats EPOCHS_A=$epochs_a EPOCHS_B=$epochs_b PROTOCOL_B=$protocol_b)."
+  echo "- Command: \`scripts/bench-train.sh\` (THREADS=\"$threads\" REPEATS=$repeats EPOCHS_A=$epochs_a EPOCHS_B=$epochs_b PROTOCOL_B=$protocol_b${baseline:+ BASELINE_BIN=$baseline})."
   echo "- Commit: \`$commit\`; machine: $(nproc) cores, $cpu, $(free -g | awk '/^Mem:/ {print $2}') GiB; date: $(date -u +%Y-%m-%d)."
   echo "- PyTorch: $torch_version from PyPI (CPU only used); uie-train: dfdx 0.13 (gemm matmuls on rayon, the rest single-threaded)."
   echo

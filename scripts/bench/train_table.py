@@ -19,6 +19,7 @@ from collections import defaultdict
 STAGES = ["data", "upload", "forward", "backward", "optimizer", "clustering", "eval", "checkpoint"]
 LABELS = {
     "uie": "uie-train (dfdx)",
+    "uiebase": "uie-train baseline (BASELINE_BIN)",
     "torch": "PyTorch, Adam as it comes",
     "torchfused": "PyTorch, Adam fused=True",
 }
@@ -63,12 +64,12 @@ def torch_run(log):
 def load(runs):
     groups = defaultdict(list)
     for name in sorted(os.listdir(runs)):
-        m = re.fullmatch(r"(uie|torch|torchfused)-(census|movielens)-(\w+)-t(\d+)-r(\d+)\.time", name)
+        m = re.fullmatch(r"(uie|uiebase|torch|torchfused)-(census|movielens)-(\w+)-t(\d+)-r(\d+)\.time", name)
         if not m:
             continue
         fw, data, model, t, _ = m.groups()
         base = os.path.join(runs, name[: -len(".time")])
-        r = uie_run(base) if fw == "uie" else torch_run(base + ".log")
+        r = uie_run(base) if fw.startswith("uie") else torch_run(base + ".log")
         r.update(time_v(base + ".time"))
         r["load"] = float(open(base + ".load").read().split()[1])
         groups[(data, model, fw, int(t))].append(r)
@@ -147,6 +148,27 @@ def main():
             ratio = f"{v / base:.2f}" if v and base else "–"
             cells += [fmt(v), ratio]
         print(f"| {t} | " + " | ".join(cells) + " |")
+
+
+    if any(k[2] == "uiebase" for k in groups):
+        print("\n### This tree against the baseline binary\n")
+        print("Ratio of median samples/s and of median CPU seconds, this tree / baseline.\n")
+        print("| protocol | model | threads | baseline samples/s | samples/s | ratio | baseline CPU s | CPU s | ratio | baseline peak RSS MiB | peak RSS MiB |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for key in order:
+            data, model, fw, t = key
+            if fw != "uie" or (data, model, "uiebase", t) not in groups:
+                continue
+            new, old = groups[key], groups[(data, model, "uiebase", t)]
+            s_new = med([r["samples_per_second"] for r in new])
+            s_old = med([r["samples_per_second"] for r in old])
+            c_new = med([r["cpu_s"] for r in new])
+            c_old = med([r["cpu_s"] for r in old])
+            print(
+                f"| {DATA[data]} | {model} | {t} | {fmt(s_old)} | {fmt(s_new)} | {s_new / s_old:.2f} | "
+                f"{fmt(c_old, 1)} | {fmt(c_new, 1)} | {c_new / c_old:.2f} | "
+                f"{fmt(med([r['rss_mib'] for r in old]), 1)} | {fmt(med([r['rss_mib'] for r in new]), 1)} |"
+            )
 
 
 if __name__ == "__main__":

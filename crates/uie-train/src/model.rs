@@ -189,6 +189,39 @@ impl DeviceParams {
         })
     }
 
+    /// Copies the current values of `weights` into these tensors in place (no allocation while
+    /// a tensor is not shared), checking that every tensor is present with the same size. The
+    /// trainer keeps one `DeviceParams` for the whole run and refreshes it before each step.
+    pub(crate) fn refresh(&mut self, weights: &TensorMap) -> Result<(), TrainError> {
+        fn host<'a>(
+            weights: &'a TensorMap,
+            name: &str,
+            len: usize,
+        ) -> Result<&'a [f32], TrainError> {
+            weights
+                .get(name)
+                .and_then(|t| t.as_f32())
+                .filter(|v| v.len() == len)
+                .ok_or_else(|| tensor_error(name, "missing, not f32 or resized since the upload"))
+        }
+        for (name, t) in self.mats.iter_mut() {
+            t.copy_from(host(weights, name, t.shape().num_elements())?);
+        }
+        for (name, t) in self.vecs.iter_mut() {
+            t.copy_from(host(weights, name, t.shape().num_elements())?);
+        }
+        for (name, table) in self.memory.iter_mut() {
+            let dst = table.data_mut();
+            dst.copy_from_slice(host(weights, name, dst.len())?);
+        }
+        let n_mean = self.mean.len();
+        self.mean
+            .copy_from_slice(host(weights, DENSE_MEAN, n_mean)?);
+        let n_std = self.std.len();
+        self.std.copy_from_slice(host(weights, DENSE_STD, n_std)?);
+        Ok(())
+    }
+
     fn mat(&self, name: &str) -> Result<&Mat, TrainError> {
         self.mats
             .get(name)
@@ -797,7 +830,22 @@ pub(crate) fn loss_and_gradients(
 }
 
 /// The forward and backward pass of one batch for `objective`.
+#[cfg(test)]
 pub(crate) fn train_step(
+    dev: &Cpu,
+    config: &Config,
+    plan: &Plan,
+    weights: &TensorMap,
+    data: &Dataset,
+    objective: Objective,
+) -> Result<StepResult, TrainError> {
+    train_step_with(&mut None, dev, config, plan, weights, data, objective)
+}
+
+/// [`train_step`] on device parameters kept by the caller across steps: `params` is created
+/// from `weights` when empty, refreshed from them in place otherwise.
+pub(crate) fn train_step_with(
+    params: &mut Option<DeviceParams>,
     dev: &Cpu,
     config: &Config,
     plan: &Plan,
@@ -815,10 +863,16 @@ pub(crate) fn train_step(
         )));
     }
     let started = Instant::now();
-    let p = DeviceParams::new(dev, plan, weights)?;
+    let p: &DeviceParams = match params {
+        Some(p) => {
+            p.refresh(weights)?;
+            p
+        }
+        None => params.insert(DeviceParams::new(dev, plan, weights)?),
+    };
     let uploaded = Instant::now();
     let mut sink = Sink::<OwnedTape<f32, Cpu>>::new();
-    let out = forward(&mut sink, &p, plan, &data.batch)?;
+    let out = forward(&mut sink, p, plan, &data.batch)?;
     let mut loss: Option<Scalar> = None;
     for (k, (logit, task)) in out.logits.into_iter().zip(&config.tasks).enumerate() {
         let y: Vec<f32> = data.labels.iter().skip(k).step_by(t).copied().collect();

@@ -97,7 +97,8 @@ pub struct EpochRecord {
 pub struct EpochTimings {
     /// Shuffling, gathering each batch's rows, per-row training counts.
     pub data: f64,
-    /// Copying the host weights into dfdx tensors before each step.
+    /// Copying the host weights into dfdx tensors before each step, and emptying dfdx's
+    /// allocation cache every few steps.
     pub upload: f64,
     /// The forward pass and the losses, with the tape recorded (dfdx).
     pub forward: f64,

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use dfdx::tensor::Cpu;
+use dfdx::tensor::{Cache, Cpu};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -199,12 +199,15 @@ impl Adam {
                     message: "optimizer state does not match the weights".into(),
                 });
             }
-            for i in 0..g.len() {
-                m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * g[i];
-                v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * g[i] * g[i];
-                let mh = m[i] / c1;
-                let vh = v[i] / c2;
-                w[i] -= self.lr * mh / (vh.sqrt() + self.eps);
+            // Zipped slices (no index bounds checks) let the compiler vectorise the loop; the
+            // arithmetic, and so every result bit, is that of the element-by-element formula.
+            let (b1, b2, lr, eps) = (self.beta1, self.beta2, self.lr, self.eps);
+            for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                let mh = *m / c1;
+                let vh = *v / c2;
+                *w -= lr * mh / (vh.sqrt() + eps);
             }
         }
         Ok(())
@@ -443,6 +446,9 @@ fn json<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>, TrainEr
         .map_err(|e| TrainError::Diverged(format!("cannot serialise {what}: {e}")))
 }
 
+/// Steps between two emptyings of dfdx's allocation cache (see `train`).
+const CACHE_STEPS: usize = 32;
+
 /// Seeds of the per-epoch stream-clustering RNG and of the centre initialisation.
 const CLUSTER_SEED: u64 = 0x5EED_C1A5_7E25_0001;
 const INIT_SEED: u64 = 0x5EED_C1A5_7E25_0002;
@@ -516,7 +522,12 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         println!("  {field}: {distinct} distinct training ids, {colliding} share a bucket");
     }
     let plan = Plan::new(&config);
+    // dfdx's allocation cache: a buffer dropped by one step (activations, the full-size gradient
+    // of every embedding table) is reused by the next instead of being freed and allocated again
+    // (page faults and zeroing of fresh pages). Host-made buffers of sizes dfdx never asks for
+    // also land in the cache, so it is emptied every `CACHE_STEPS` steps and after each epoch.
     let dev = Cpu::default();
+    dev.try_enable_cache()?;
     let task_names = config.task_names();
     let best_dir = opts.out.join("best");
     let last_dir = opts.out.join("last");
@@ -605,6 +616,8 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             Objective::Total
         };
         let steps = order.len().div_ceil(batch_size);
+        // One set of device tensors for the epoch's steps, refreshed in place before each.
+        let mut step_params: Option<DeviceParams> = None;
         let pb = progress(steps, epoch, opts.quiet);
         let mut loss_sum = 0f64;
         let mut aux_sum = 0f64;
@@ -614,7 +627,15 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             let batch = train.take(rows);
             let t1 = Instant::now();
             timings.data += (t1 - t0).as_secs_f64();
-            let mut r = model::train_step(&dev, &config, &plan, &weights, &batch, objective)?;
+            let mut r = model::train_step_with(
+                &mut step_params,
+                &dev,
+                &config,
+                &plan,
+                &weights,
+                &batch,
+                objective,
+            )?;
             timings.upload += r.times.upload;
             timings.forward += r.times.forward;
             timings.backward += r.times.backward;
@@ -638,6 +659,10 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             }
             let t4 = Instant::now();
             timings.clustering += (t4 - t3).as_secs_f64();
+            if (i + 1) % CACHE_STEPS == 0 {
+                dev.try_empty_cache()?;
+                timings.upload += t4.elapsed().as_secs_f64();
+            }
             step_seconds += t0.elapsed().as_secs_f64();
             samples += rows.len();
             loss_sum += f64::from(r.loss);
@@ -669,6 +694,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         let probs = model::probs_on(&params, &plan, &splits.val.batch)?;
         let val = report::eval_report(&task_names, &probs, &splits.val)?;
         let score = metrics::mean_auc(&val.overall);
+        dev.try_empty_cache()?;
         timings.eval += evaluating.elapsed().as_secs_f64();
         let checkpointing = Instant::now();
         let record = EpochRecord {
