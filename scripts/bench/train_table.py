@@ -69,6 +69,8 @@ def load(runs):
             continue
         fw, data, model, t, _ = m.groups()
         base = os.path.join(runs, name[: -len(".time")])
+        if "Maximum resident set size" not in open(base + ".time").read():
+            continue  # still running (or killed): /usr/bin/time writes its report at the end
         r = uie_run(base) if fw.startswith("uie") else torch_run(base + ".log")
         r.update(time_v(base + ".time"))
         r["load"] = float(open(base + ".load").read().split()[1])

@@ -690,11 +690,16 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         let tables: Vec<TableUsage> = uie.as_mut().map(UieRun::usage).unwrap_or_default();
 
         let evaluating = Instant::now();
+        // Validation runs without the allocation cache (disabling empties it): its large
+        // tape-less chunks would otherwise leave every intermediate buffer size cached at once.
+        drop(step_params);
+        dev.try_disable_cache()?;
         let params = DeviceParams::new(&dev, &plan, &weights)?;
         let probs = model::probs_on(&params, &plan, &splits.val.batch)?;
+        drop(params);
+        dev.try_enable_cache()?;
         let val = report::eval_report(&task_names, &probs, &splits.val)?;
         let score = metrics::mean_auc(&val.overall);
-        dev.try_empty_cache()?;
         timings.eval += evaluating.elapsed().as_secs_f64();
         let checkpointing = Instant::now();
         let record = EpochRecord {
