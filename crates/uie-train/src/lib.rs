@@ -5,6 +5,7 @@
 //! - [`model`]: the forward pass on runtime-shaped dfdx tensors, weight initialisation,
 //!   [`predict`] (the parity oracle) and [`evaluate`].
 //! - [`metrics`]: ROC AUC and logloss.
+//! - [`export`]: the prepared splits and initial weights as safetensors, for other frameworks.
 //! - [`train`](mod@train): Adam, the epoch loop, early stopping, checkpoints and resume.
 //! - [`report`]: epoch records, cohort/GAUC evaluation reports and their markdown tables.
 //! - [`plots`]: PNG plots of a run's epoch records.
@@ -14,6 +15,7 @@
 pub mod ablation;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod metrics;
 pub mod model;
 pub mod plots;

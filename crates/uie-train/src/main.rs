@@ -6,6 +6,7 @@
 //!                 [--resume out/census/last] [--data-root .] [--quiet]
 //! uie-train eval --checkpoint out/census/best [--data-root .]
 //! uie-train prepare --config models/movielens-uie.toml [--data-root .]
+//! uie-train export --config models/census-ple.toml --out out/export [--seed N] [--data-root .]
 //! uie-train ablation --config models/movielens-uie.toml --seeds 1,2,3 --out out/ablation
 //!                    [--data-root .] [--epochs N] [--quiet]
 //! ```
@@ -79,6 +80,22 @@ enum Command {
         /// Model config (TOML) with `data.kind = "movielens"`.
         #[arg(long)]
         config: PathBuf,
+        /// Directory relative data paths are resolved against.
+        #[arg(long, default_value = ".")]
+        data_root: PathBuf,
+    },
+    /// Write the prepared train/val/test splits (inputs and labels, the trainer's rows) and the
+    /// initial weights as safetensors into <out>, for training the same model elsewhere.
+    Export {
+        /// Model config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Output directory (replaced).
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the initial weights (default train.seed).
+        #[arg(long)]
+        seed: Option<u64>,
         /// Directory relative data paths are resolved against.
         #[arg(long, default_value = ".")]
         data_root: PathBuf,
@@ -161,8 +178,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Err(e) => eprintln!("warning: plots not written: {e}"),
                 }
             }
+            let peak = report
+                .peak_rss_bytes
+                .map(|b| format!(", peak RSS {:.1} MiB", b as f64 / (1024.0 * 1024.0)))
+                .unwrap_or_default();
             println!(
-                "done: best epoch {} of {}, {:.1} s, {:.0} samples/s; best checkpoint {}",
+                "done: best epoch {} of {}, {:.1} s, {:.0} samples/s{peak}; best checkpoint {}",
                 report.best_epoch,
                 report.epochs_completed,
                 report.train_seconds,
@@ -208,6 +229,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (_, report) = uie_train::data::movielens::prepare(&cfg, &data_root)
                 .context("preparing the data failed")?;
             println!("{report}");
+        }
+        Command::Export {
+            config,
+            out,
+            seed,
+            data_root,
+        } => {
+            let cfg = Config::load(&config)
+                .with_context(|| format!("loading config {}", config.display()))?;
+            let report =
+                uie_train::export::export(&cfg, &data_root, seed, &out).context("export failed")?;
+            for (split, rows) in report {
+                println!("{split}: {rows} rows");
+            }
+            println!("written: {}", out.display());
         }
         Command::Ablation {
             config,

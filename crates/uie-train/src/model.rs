@@ -43,6 +43,7 @@ pub(crate) mod stream;
 mod uie_tests;
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use dfdx::losses::binary_cross_entropy_with_logits_loss;
 use dfdx::shapes::{Axis, HasShape, Rank0, Shape};
@@ -186,6 +187,39 @@ impl DeviceParams {
             mean: host(DENSE_MEAN),
             std: host(DENSE_STD),
         })
+    }
+
+    /// Copies the current values of `weights` into these tensors in place (no allocation while
+    /// a tensor is not shared), checking that every tensor is present with the same size. The
+    /// trainer keeps one `DeviceParams` for the whole run and refreshes it before each step.
+    pub(crate) fn refresh(&mut self, weights: &TensorMap) -> Result<(), TrainError> {
+        fn host<'a>(
+            weights: &'a TensorMap,
+            name: &str,
+            len: usize,
+        ) -> Result<&'a [f32], TrainError> {
+            weights
+                .get(name)
+                .and_then(|t| t.as_f32())
+                .filter(|v| v.len() == len)
+                .ok_or_else(|| tensor_error(name, "missing, not f32 or resized since the upload"))
+        }
+        for (name, t) in self.mats.iter_mut() {
+            t.copy_from(host(weights, name, t.shape().num_elements())?);
+        }
+        for (name, t) in self.vecs.iter_mut() {
+            t.copy_from(host(weights, name, t.shape().num_elements())?);
+        }
+        for (name, table) in self.memory.iter_mut() {
+            let dst = table.data_mut();
+            dst.copy_from_slice(host(weights, name, dst.len())?);
+        }
+        let n_mean = self.mean.len();
+        self.mean
+            .copy_from_slice(host(weights, DENSE_MEAN, n_mean)?);
+        let n_std = self.std.len();
+        self.std.copy_from_slice(host(weights, DENSE_STD, n_std)?);
+        Ok(())
     }
 
     fn mat(&self, name: &str) -> Result<&Mat, TrainError> {
@@ -766,6 +800,19 @@ pub(crate) struct StepResult {
     pub(crate) grads: BTreeMap<String, Vec<f32>>,
     /// `sg(v_u)`, `sg(v_i)`, `q_u` of the batch.
     pub(crate) side: Side,
+    /// Wall time of the step's stages.
+    pub(crate) times: StepTimes,
+}
+
+/// Wall time of one [`train_step`]'s stages, seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct StepTimes {
+    /// Host weights → dfdx tensors.
+    pub(crate) upload: f64,
+    /// Forward pass and losses (tape recorded).
+    pub(crate) forward: f64,
+    /// `backward` and the gradients' copy to the host.
+    pub(crate) backward: f64,
 }
 
 /// Loss `Σ_k w_k · mean BCE_k` of a batch and the gradient of every trainable tensor (with UIE,
@@ -783,7 +830,22 @@ pub(crate) fn loss_and_gradients(
 }
 
 /// The forward and backward pass of one batch for `objective`.
+#[cfg(test)]
 pub(crate) fn train_step(
+    dev: &Cpu,
+    config: &Config,
+    plan: &Plan,
+    weights: &TensorMap,
+    data: &Dataset,
+    objective: Objective,
+) -> Result<StepResult, TrainError> {
+    train_step_with(&mut None, dev, config, plan, weights, data, objective)
+}
+
+/// [`train_step`] on device parameters kept by the caller across steps: `params` is created
+/// from `weights` when empty, refreshed from them in place otherwise.
+pub(crate) fn train_step_with(
+    params: &mut Option<DeviceParams>,
     dev: &Cpu,
     config: &Config,
     plan: &Plan,
@@ -800,9 +862,17 @@ pub(crate) fn train_step(
             data.labels.len()
         )));
     }
-    let p = DeviceParams::new(dev, plan, weights)?;
+    let started = Instant::now();
+    let p: &DeviceParams = match params {
+        Some(p) => {
+            p.refresh(weights)?;
+            p
+        }
+        None => params.insert(DeviceParams::new(dev, plan, weights)?),
+    };
+    let uploaded = Instant::now();
     let mut sink = Sink::<OwnedTape<f32, Cpu>>::new();
-    let out = forward(&mut sink, &p, plan, &data.batch)?;
+    let out = forward(&mut sink, p, plan, &data.batch)?;
     let mut loss: Option<Scalar> = None;
     for (k, (logit, task)) in out.logits.into_iter().zip(&config.tasks).enumerate() {
         let y: Vec<f32> = data.labels.iter().skip(k).step_by(t).copied().collect();
@@ -842,13 +912,20 @@ pub(crate) fn train_step(
             ))
         }
     };
+    let forwarded = Instant::now();
     let mut grads = objective_loss.backward();
     let g = p.gradients(&mut grads)?;
+    let times = StepTimes {
+        upload: (uploaded - started).as_secs_f64(),
+        forward: (forwarded - uploaded).as_secs_f64(),
+        backward: forwarded.elapsed().as_secs_f64(),
+    };
     Ok(StepResult {
         loss: value,
         aux_loss: aux_value,
         grads: g,
         side: out.side,
+        times,
     })
 }
 

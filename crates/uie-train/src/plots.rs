@@ -807,6 +807,7 @@ mod tests {
             },
             tables,
             seconds: 12.0,
+            timings: Default::default(),
         }
     }
 

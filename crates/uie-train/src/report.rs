@@ -85,6 +85,82 @@ pub struct EpochRecord {
     pub tables: Vec<TableUsage>,
     /// Wall time of the epoch (training and validation).
     pub seconds: f64,
+    /// Where the epoch's wall time went (absent in histories written before it was recorded).
+    #[serde(default)]
+    pub timings: EpochTimings,
+}
+
+/// Where an epoch's wall time went, in seconds, from `Instant` accumulators around each stage of
+/// the trainer. The stages do not overlap; `EpochRecord::seconds` minus their sum is the rest
+/// (progress bar, loss bookkeeping, per-epoch set-up).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochTimings {
+    /// Shuffling, gathering each batch's rows, per-row training counts.
+    pub data: f64,
+    /// Copying the host weights into dfdx tensors before each step, and emptying dfdx's
+    /// allocation cache every few steps.
+    pub upload: f64,
+    /// The forward pass and the losses, with the tape recorded (dfdx).
+    pub forward: f64,
+    /// `backward` and the copy of every gradient to the host (dfdx).
+    pub backward: f64,
+    /// The Adam update of the host weights.
+    pub optimizer: f64,
+    /// UIE memory: stream clustering and `P` updates after each step, collecting vectors and the
+    /// k-means++ initialisation of the centre tables (zero without UIE).
+    pub clustering: f64,
+    /// Validation: the forward pass over the validation split and its metrics.
+    pub eval: f64,
+    /// Writing the `best/` and `last/` checkpoints.
+    pub checkpoint: f64,
+}
+
+impl EpochTimings {
+    /// The optimisation steps' share: data, upload, forward, backward, optimizer, clustering.
+    pub fn steps(&self) -> f64 {
+        self.data + self.upload + self.forward + self.backward + self.optimizer + self.clustering
+    }
+
+    /// Adds another epoch's timings, stage by stage.
+    pub fn add(&mut self, other: &EpochTimings) {
+        self.data += other.data;
+        self.upload += other.upload;
+        self.forward += other.forward;
+        self.backward += other.backward;
+        self.optimizer += other.optimizer;
+        self.clustering += other.clustering;
+        self.eval += other.eval;
+        self.checkpoint += other.checkpoint;
+    }
+
+    /// The stages as `(name, seconds)` in a fixed order.
+    pub fn stages(&self) -> [(&'static str, f64); 8] {
+        [
+            ("data", self.data),
+            ("upload", self.upload),
+            ("forward", self.forward),
+            ("backward", self.backward),
+            ("optimizer", self.optimizer),
+            ("clustering", self.clustering),
+            ("eval", self.eval),
+            ("checkpoint", self.checkpoint),
+        ]
+    }
+}
+
+/// The process's peak resident set size in bytes (`VmHWM` of `/proc/self/status`), where the
+/// platform has it (Linux); `None` elsewhere or when it cannot be read.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
 }
 
 /// The name of the cohort that joins `0`, `1-5` and `6-20` (Protocol B's "sparse" users).

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use dfdx::tensor::Cpu;
+use dfdx::tensor::{Cache, Cpu};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -43,7 +43,7 @@ use crate::error::TrainError;
 use crate::metrics::{self, TaskMetrics};
 use crate::model::stream::{Collected, SavedState, UieRun};
 use crate::model::{self, evaluate, predict, DeviceParams, Objective};
-use crate::report::{self, EpochRecord, Phase, TableUsage, SPARSE};
+use crate::report::{self, EpochRecord, EpochTimings, Phase, TableUsage, SPARSE};
 
 /// Producer-private file of `last/` holding Adam's moments.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -112,6 +112,8 @@ pub struct TrainReport {
     pub collisions: Vec<(String, usize, usize)>,
     /// Every epoch's record, including those before a resume.
     pub history: Vec<EpochRecord>,
+    /// Peak resident set size of the process at the end of the run, bytes (`VmHWM`, Linux only).
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// Early-stopping and schedule state, stored as JSON in `last/`.
@@ -197,12 +199,15 @@ impl Adam {
                     message: "optimizer state does not match the weights".into(),
                 });
             }
-            for i in 0..g.len() {
-                m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * g[i];
-                v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * g[i] * g[i];
-                let mh = m[i] / c1;
-                let vh = v[i] / c2;
-                w[i] -= self.lr * mh / (vh.sqrt() + self.eps);
+            // Zipped slices (no index bounds checks) let the compiler vectorise the loop; the
+            // arithmetic, and so every result bit, is that of the element-by-element formula.
+            let (b1, b2, lr, eps) = (self.beta1, self.beta2, self.lr, self.eps);
+            for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                let mh = *m / c1;
+                let vh = *v / c2;
+                *w -= lr * mh / (vh.sqrt() + eps);
             }
         }
         Ok(())
@@ -441,6 +446,9 @@ fn json<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>, TrainEr
         .map_err(|e| TrainError::Diverged(format!("cannot serialise {what}: {e}")))
 }
 
+/// Steps between two emptyings of dfdx's allocation cache (see `train`).
+const CACHE_STEPS: usize = 32;
+
 /// Seeds of the per-epoch stream-clustering RNG and of the centre initialisation.
 const CLUSTER_SEED: u64 = 0x5EED_C1A5_7E25_0001;
 const INIT_SEED: u64 = 0x5EED_C1A5_7E25_0002;
@@ -493,6 +501,18 @@ fn create_out_dir(out: &Path) -> Result<(), TrainError> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))
 }
 
+fn print_timings(t: &EpochTimings, seconds: f64) {
+    let parts: Vec<String> = t
+        .stages()
+        .iter()
+        .map(|(name, s)| format!("{name} {s:.2}"))
+        .collect();
+    println!(
+        "  time (s): {} (epoch {seconds:.2} before checkpoints)",
+        parts.join(", ")
+    );
+}
+
 /// Trains the model a config describes and writes `<out>/best` and `<out>/last`.
 pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainError> {
     let mut config = config.clone();
@@ -518,7 +538,12 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         println!("  {field}: {distinct} distinct training ids, {colliding} share a bucket");
     }
     let plan = Plan::new(&config);
+    // dfdx's allocation cache: a buffer dropped by one step (activations, the full-size gradient
+    // of every embedding table) is reused by the next instead of being freed and allocated again
+    // (page faults and zeroing of fresh pages). Host-made buffers of sizes dfdx never asks for
+    // also land in the cache, so it is emptied every `CACHE_STEPS` steps and after each epoch.
     let dev = Cpu::default();
+    dev.try_enable_cache()?;
     let task_names = config.task_names();
     let best_dir = opts.out.join("best");
     let last_dir = opts.out.join("last");
@@ -568,12 +593,14 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
     {
         let epoch = state.epoch + 1;
         let epoch_started = Instant::now();
+        let mut timings = EpochTimings::default();
         let warmup = uie.is_some() && epoch <= warmup_epochs;
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(
             config.train.seed,
             epoch,
         )));
+        timings.data += epoch_started.elapsed().as_secs_f64();
         let mut cluster_rng =
             StdRng::seed_from_u64(epoch_seed(config.train.seed ^ CLUSTER_SEED, epoch));
         if let Some(run) = uie
@@ -581,6 +608,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             .filter(|_| !warmup && !state.centres_initialised)
         {
             // No warm-up: initialise the centres from the first batches, before any step.
+            let t0 = Instant::now();
             let params = DeviceParams::new(&dev, &plan, &weights)?;
             let mut collected = Collected::new(uie_d, embed_d);
             for rows in order.chunks(batch_size) {
@@ -594,6 +622,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             let mut rng = StdRng::seed_from_u64(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
             run.init_centres(&collected, &mut rng, &mut weights)?;
             state.centres_initialised = true;
+            timings.clustering += t0.elapsed().as_secs_f64();
         }
         let collect = warmup && epoch == warmup_epochs;
         let mut collected = Collected::new(uie_d, embed_d);
@@ -603,6 +632,8 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             Objective::Total
         };
         let steps = order.len().div_ceil(batch_size);
+        // One set of device tensors for the epoch's steps, refreshed in place before each.
+        let mut step_params: Option<DeviceParams> = None;
         let pb = progress(steps, epoch, opts.quiet);
         let mut loss_sum = 0f64;
         let mut aux_sum = 0f64;
@@ -610,11 +641,27 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         for (i, rows) in order.chunks(batch_size).enumerate() {
             let t0 = Instant::now();
             let batch = train.take(rows);
-            let mut r = model::train_step(&dev, &config, &plan, &weights, &batch, objective)?;
+            let t1 = Instant::now();
+            timings.data += (t1 - t0).as_secs_f64();
+            let mut r = model::train_step_with(
+                &mut step_params,
+                &dev,
+                &config,
+                &plan,
+                &weights,
+                &batch,
+                objective,
+            )?;
+            timings.upload += r.times.upload;
+            timings.forward += r.times.forward;
+            timings.backward += r.times.backward;
+            let t2 = Instant::now();
             if warmup {
                 r.grads.retain(|name, _| towers.contains(name));
             }
             adam.update(&mut weights, &r.grads)?;
+            let t3 = Instant::now();
+            timings.optimizer += (t3 - t2).as_secs_f64();
             if let Some(run) = uie.as_mut() {
                 if collect {
                     collected.push(&r.side, &run.positives(&batch));
@@ -625,6 +672,12 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
                         .collect();
                     run.step(&batch, &counts, &r.side, &mut cluster_rng, &mut weights)?;
                 }
+            }
+            let t4 = Instant::now();
+            timings.clustering += (t4 - t3).as_secs_f64();
+            if (i + 1) % CACHE_STEPS == 0 {
+                dev.try_empty_cache()?;
+                timings.upload += t4.elapsed().as_secs_f64();
             }
             step_seconds += t0.elapsed().as_secs_f64();
             samples += rows.len();
@@ -640,20 +693,31 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         let train_loss = loss_sum / steps.max(1) as f64;
         if collect {
             if let Some(run) = uie.as_mut() {
+                let t0 = Instant::now();
                 let mut rng =
                     StdRng::seed_from_u64(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
                 run.init_centres(&collected, &mut rng, &mut weights)?;
                 state.centres_initialised = true;
                 // The full phase starts with a fresh optimizer over every trainable tensor.
                 adam = Adam::new(config.train.learning_rate);
+                timings.clustering += t0.elapsed().as_secs_f64();
             }
         }
         let tables: Vec<TableUsage> = uie.as_mut().map(UieRun::usage).unwrap_or_default();
 
+        let evaluating = Instant::now();
+        // Validation runs without the allocation cache (disabling empties it): its large
+        // tape-less chunks would otherwise leave every intermediate buffer size cached at once.
+        drop(step_params);
+        dev.try_disable_cache()?;
         let params = DeviceParams::new(&dev, &plan, &weights)?;
         let probs = model::probs_on(&params, &plan, &splits.val.batch)?;
+        drop(params);
+        dev.try_enable_cache()?;
         let val = report::eval_report(&task_names, &probs, &splits.val)?;
         let score = metrics::mean_auc(&val.overall);
+        timings.eval += evaluating.elapsed().as_secs_f64();
+        let checkpointing = Instant::now();
         let record = EpochRecord {
             epoch,
             phase: if warmup { Phase::Warmup } else { Phase::Full },
@@ -662,6 +726,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             val,
             tables,
             seconds: epoch_started.elapsed().as_secs_f64(),
+            timings,
         };
         print_epoch(&record, score, warmup, &task_names);
         let mut metrics = metric_map("val", &record.val.overall);
@@ -702,6 +767,12 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             extra,
         }
         .write(&last_dir)?;
+        // The checkpoint writes of this epoch are known only now: the in-memory record (and so
+        // the final `best/history.json`) gets them; this epoch's record in `last/` has zero.
+        if let Some(record) = history.last_mut() {
+            record.timings.checkpoint = checkpointing.elapsed().as_secs_f64();
+            print_timings(&record.timings, record.seconds);
+        }
         if state.epochs_without_improvement >= config.train.patience {
             println!(
                 "early stop: no better validation AUC for {} epochs (best epoch {})",
@@ -738,6 +809,10 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
     metrics.extend(metric_map("test", &test));
     metrics.insert("train_seconds".into(), train_seconds);
     metrics.insert("samples_per_second".into(), samples_per_second);
+    let peak_rss_bytes = report::peak_rss_bytes();
+    if let Some(bytes) = peak_rss_bytes {
+        metrics.insert("peak_rss_mib".into(), bytes as f64 / (1024.0 * 1024.0));
+    }
     best.meta.metrics = metrics;
     let golden: Dataset = splits.test.head(GOLDEN_ROWS);
     let probs = predict(&best, &golden.batch)?;
@@ -754,6 +829,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         samples_per_second,
         collisions: splits.collisions,
         history,
+        peak_rss_bytes,
     })
 }
 
@@ -809,6 +885,37 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn adam_is_the_element_by_element_formula_bit_for_bit() {
+        let w0 = vec![0.5f32, -1.0, 2.0, 0.0, 3.0, -0.25, 1e-3];
+        let g = vec![0.1f32, -0.2, 0.0, 1e-3, 5.0, -7.5, 1e-6];
+        let mut weights = TensorMap::from([("a".to_string(), Tensor::f32(vec![7], w0.clone()))]);
+        let grads = BTreeMap::from([("a".to_string(), g.clone())]);
+        let mut adam = Adam::new(0.01);
+        let (mut w, mut m, mut v) = (w0, vec![0f32; 7], vec![0f32; 7]);
+        for t in 1..=5 {
+            adam.update(&mut weights, &grads).expect("update");
+            let c1 = 1.0 - 0.9f32.powi(t);
+            let c2 = 1.0 - 0.999f32.powi(t);
+            for i in 0..7 {
+                m[i] = 0.9 * m[i] + (1.0 - 0.9) * g[i];
+                v[i] = 0.999 * v[i] + (1.0 - 0.999) * g[i] * g[i];
+                w[i] -= 0.01 * (m[i] / c1) / ((v[i] / c2).sqrt() + 1e-8);
+            }
+            let got: Vec<u32> = weights["a"]
+                .as_f32()
+                .expect("f32")
+                .iter()
+                .map(|x| x.to_bits())
+                .collect();
+            let want: Vec<u32> = w.iter().map(|x| x.to_bits()).collect();
+            assert_eq!(got, want, "step {t}");
+        }
+        assert_eq!(adam.step, 5);
+        let mut short = TensorMap::from([("a".to_string(), Tensor::f32(vec![2], vec![0.0; 2]))]);
+        assert!(adam.update(&mut short, &grads).is_err());
     }
 
     #[test]
