@@ -228,6 +228,19 @@ pub struct Checkpoint {
     pub extra: BTreeMap<String, Vec<u8>>,
 }
 
+/// The bytes of a checkpoint's files, as [`Checkpoint::read`] finds them in a directory.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointFiles<'a> {
+    /// `config.toml`.
+    pub config: &'a [u8],
+    /// `weights.safetensors`.
+    pub weights: &'a [u8],
+    /// `meta.json`.
+    pub meta: &'a [u8],
+    /// `golden.safetensors`, when present.
+    pub golden: Option<&'a [u8]>,
+}
+
 /// Name of a categorical input column in `golden.safetensors`.
 pub fn golden_input_name(field: &str) -> String {
     format!("input.{field}")
@@ -448,6 +461,7 @@ impl Checkpoint {
     }
 
     /// Reads and validates a checkpoint directory. Producer-private files are read into `extra`.
+    /// The files are parsed by [`Checkpoint::from_files`].
     pub fn read(dir: &Path) -> Result<Checkpoint, ModelError> {
         recover_interrupted_write(dir)?;
         if !dir.is_dir() {
@@ -459,29 +473,27 @@ impl Checkpoint {
                 ),
             ));
         }
-        let config = Config::load(&dir.join(files::CONFIG))?;
-        let weights_path = dir.join(files::WEIGHTS);
-        let bytes = fs::read(&weights_path).map_err(|e| ModelError::io(&weights_path, e))?;
-        let weights = from_safetensors(&bytes, &weights_path)?;
-        validate_weights(&config, &weights).map_err(|e| e.in_file(&weights_path))?;
-        let meta_path = dir.join(files::META);
-        let meta_bytes = fs::read(&meta_path).map_err(|e| ModelError::io(&meta_path, e))?;
-        let meta: CheckpointMeta = serde_json::from_slice(&meta_bytes)
-            .map_err(|e| ModelError::Meta(e.to_string()).in_file(&meta_path))?;
-        if meta.format_version != FORMAT_VERSION {
-            return Err(ModelError::Meta(format!(
-                "format_version {} is not supported (this build reads {FORMAT_VERSION})",
-                meta.format_version
-            ))
-            .in_file(&meta_path));
-        }
-        let golden_path = dir.join(files::GOLDEN);
-        let golden = if golden_path.exists() {
-            let bytes = fs::read(&golden_path).map_err(|e| ModelError::io(&golden_path, e))?;
-            Some(from_safetensors(&bytes, &golden_path)?)
+        let read = |name: &str| {
+            let path = dir.join(name);
+            fs::read(&path).map_err(|e| ModelError::io(&path, e))
+        };
+        let config = read(files::CONFIG)?;
+        let weights = read(files::WEIGHTS)?;
+        let meta = read(files::META)?;
+        let golden = if dir.join(files::GOLDEN).exists() {
+            Some(read(files::GOLDEN)?)
         } else {
             None
         };
+        let mut checkpoint = Checkpoint::from_files(
+            &CheckpointFiles {
+                config: &config,
+                weights: &weights,
+                meta: &meta,
+                golden: golden.as_deref(),
+            },
+            dir,
+        )?;
         let mut extra = BTreeMap::new();
         let entries = fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))?;
         for entry in entries {
@@ -494,12 +506,44 @@ impl Checkpoint {
             let bytes = fs::read(entry.path()).map_err(|e| ModelError::io(&entry.path(), e))?;
             extra.insert(name, bytes);
         }
+        checkpoint.extra = extra;
+        Ok(checkpoint)
+    }
+
+    /// Parses and validates a checkpoint's files from bytes (no producer-private files): the
+    /// config, the weights against it, the metadata and its format version, and the golden rows
+    /// when given. `dir` only names the files in errors. Any byte string gives a checkpoint or an
+    /// error, never a panic (fuzzed: `fuzz/fuzz_targets/checkpoint_read.rs`).
+    pub fn from_files(parts: &CheckpointFiles<'_>, dir: &Path) -> Result<Checkpoint, ModelError> {
+        let config_path = dir.join(files::CONFIG);
+        let text = std::str::from_utf8(parts.config).map_err(|e| {
+            ModelError::ConfigSyntax(format!("the file is not UTF-8 text: {e}"))
+                .in_file(&config_path)
+        })?;
+        let config = Config::from_toml_str(text).map_err(|e| e.in_file(&config_path))?;
+        let weights_path = dir.join(files::WEIGHTS);
+        let weights = from_safetensors(parts.weights, &weights_path)?;
+        validate_weights(&config, &weights).map_err(|e| e.in_file(&weights_path))?;
+        let meta_path = dir.join(files::META);
+        let meta: CheckpointMeta = serde_json::from_slice(parts.meta)
+            .map_err(|e| ModelError::Meta(e.to_string()).in_file(&meta_path))?;
+        if meta.format_version != FORMAT_VERSION {
+            return Err(ModelError::Meta(format!(
+                "format_version {} is not supported (this build reads {FORMAT_VERSION})",
+                meta.format_version
+            ))
+            .in_file(&meta_path));
+        }
+        let golden = parts
+            .golden
+            .map(|bytes| from_safetensors(bytes, &dir.join(files::GOLDEN)))
+            .transpose()?;
         Ok(Checkpoint {
             config,
             weights,
             meta,
             golden,
-            extra,
+            extra: BTreeMap::new(),
         })
     }
 
