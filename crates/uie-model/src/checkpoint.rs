@@ -463,6 +463,19 @@ pub struct Checkpoint {
     pub extra: BTreeMap<String, Vec<u8>>,
 }
 
+/// The bytes of a checkpoint's files, as [`Checkpoint::read`] finds them in a directory.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointFiles<'a> {
+    /// `config.toml`.
+    pub config: &'a [u8],
+    /// `weights.safetensors`.
+    pub weights: &'a [u8],
+    /// `meta.json`.
+    pub meta: &'a [u8],
+    /// `golden.safetensors`, when present.
+    pub golden: Option<&'a [u8]>,
+}
+
 /// Name of a categorical input column in `golden.safetensors`.
 pub fn golden_input_name(field: &str) -> String {
     format!("input.{field}")
@@ -701,7 +714,8 @@ impl Checkpoint {
 
     /// Reads and validates a checkpoint directory. Producer-private files are read into `extra`.
     /// The weights file is decoded tensor by tensor ([`read_safetensors_file`]), so reading holds
-    /// one copy of the weights, not two.
+    /// one copy of the weights, not two; the other files are checked by the same code as
+    /// [`Checkpoint::from_files`] (the fuzzed entry point).
     pub fn read(dir: &Path) -> Result<Checkpoint, ModelError> {
         Checkpoint::read_with(dir, true)
     }
@@ -724,27 +738,20 @@ impl Checkpoint {
                 ),
             ));
         }
-        let config = Config::load(&dir.join(files::CONFIG))?;
-        let weights_path = dir.join(files::WEIGHTS);
-        let weights = read_safetensors_file(&weights_path)?;
-        validate_weights(&config, &weights).map_err(|e| e.in_file(&weights_path))?;
-        let meta_path = dir.join(files::META);
-        let meta_bytes = fs::read(&meta_path).map_err(|e| ModelError::io(&meta_path, e))?;
-        let meta: CheckpointMeta = serde_json::from_slice(&meta_bytes)
-            .map_err(|e| ModelError::Meta(e.to_string()).in_file(&meta_path))?;
-        if meta.format_version != FORMAT_VERSION {
-            return Err(ModelError::Meta(format!(
-                "format_version {} is not supported (this build reads {FORMAT_VERSION})",
-                meta.format_version
-            ))
-            .in_file(&meta_path));
-        }
+        let read = |name: &str| {
+            let path = dir.join(name);
+            fs::read(&path).map_err(|e| ModelError::io(&path, e))
+        };
+        let config = parse_config(&read(files::CONFIG)?, dir)?;
+        let weights = read_safetensors_file(&dir.join(files::WEIGHTS))?;
+        let meta = read(files::META)?;
         let golden_path = dir.join(files::GOLDEN);
         let golden = if golden_path.exists() {
             Some(read_safetensors_file(&golden_path)?)
         } else {
             None
         };
+        let mut checkpoint = assemble(config, weights, &meta, golden, dir)?;
         let mut extra = BTreeMap::new();
         let entries = fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))?;
         for entry in entries.filter(|_| with_extra) {
@@ -757,13 +764,22 @@ impl Checkpoint {
             let bytes = fs::read(entry.path()).map_err(|e| ModelError::io(&entry.path(), e))?;
             extra.insert(name, bytes);
         }
-        Ok(Checkpoint {
-            config,
-            weights,
-            meta,
-            golden,
-            extra,
-        })
+        checkpoint.extra = extra;
+        Ok(checkpoint)
+    }
+
+    /// Parses and validates a checkpoint's files from bytes (no producer-private files): the
+    /// config, the weights against it, the metadata and its format version, and the golden rows
+    /// when given. `dir` only names the files in errors. Any byte string gives a checkpoint or an
+    /// error, never a panic (fuzzed: `fuzz/fuzz_targets/checkpoint_read.rs`).
+    pub fn from_files(parts: &CheckpointFiles<'_>, dir: &Path) -> Result<Checkpoint, ModelError> {
+        let config = parse_config(parts.config, dir)?;
+        let weights = from_safetensors(parts.weights, &dir.join(files::WEIGHTS))?;
+        let golden = parts
+            .golden
+            .map(|bytes| from_safetensors(bytes, &dir.join(files::GOLDEN)))
+            .transpose()?;
+        assemble(config, weights, parts.meta, golden, dir)
     }
 
     /// SHA-256 (hex) of the resolved config text and the weights file bytes
@@ -775,6 +791,44 @@ impl Checkpoint {
         stream_safetensors(&self.weights, |bytes| h.update(bytes))?;
         Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
+}
+
+/// The config file's bytes as a [`Config`] (UTF-8, TOML, validated); errors name the file.
+fn parse_config(bytes: &[u8], dir: &Path) -> Result<Config, ModelError> {
+    let config_path = dir.join(files::CONFIG);
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ModelError::ConfigSyntax(format!("the file is not UTF-8 text: {e}")).in_file(&config_path)
+    })?;
+    Config::from_toml_str(text).map_err(|e| e.in_file(&config_path))
+}
+
+/// The checks shared by [`Checkpoint::read`] and [`Checkpoint::from_files`] once the tensors are
+/// decoded: the weights against the config, the metadata and its format version.
+fn assemble(
+    config: Config,
+    weights: TensorMap,
+    meta: &[u8],
+    golden: Option<TensorMap>,
+    dir: &Path,
+) -> Result<Checkpoint, ModelError> {
+    validate_weights(&config, &weights).map_err(|e| e.in_file(&dir.join(files::WEIGHTS)))?;
+    let meta_path = dir.join(files::META);
+    let meta: CheckpointMeta = serde_json::from_slice(meta)
+        .map_err(|e| ModelError::Meta(e.to_string()).in_file(&meta_path))?;
+    if meta.format_version != FORMAT_VERSION {
+        return Err(ModelError::Meta(format!(
+            "format_version {} is not supported (this build reads {FORMAT_VERSION})",
+            meta.format_version
+        ))
+        .in_file(&meta_path));
+    }
+    Ok(Checkpoint {
+        config,
+        weights,
+        meta,
+        golden,
+        extra: BTreeMap::new(),
+    })
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ pub mod parity;
 pub mod schema;
 
 pub use batch::{History, RawBatch};
-pub use checkpoint::{Checkpoint, CheckpointMeta, Tensor, TensorData, TensorMap};
+pub use checkpoint::{Checkpoint, CheckpointFiles, CheckpointMeta, Tensor, TensorData, TensorMap};
 pub use config::Config;
 pub use error::ModelError;
 pub use schema::Plan;

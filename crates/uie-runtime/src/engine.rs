@@ -70,6 +70,21 @@ impl Value {
     }
 
     fn to_tvalue(&self, name: &str) -> Result<TValue, RuntimeError> {
+        // Checked here: tract multiplies the dims without an overflow check.
+        let len = match self {
+            Value::F32 { data, .. } => data.len(),
+            Value::I64 { data, .. } => data.len(),
+        };
+        let count = self
+            .shape()
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d));
+        if count != Some(len) {
+            return Err(RuntimeError::BadInput {
+                name: name.to_string(),
+                message: format!("shape {:?} does not hold {len} values", self.shape()),
+            });
+        }
         let t = match self {
             Value::F32 { shape, data } => Tensor::from_shape(shape, data),
             Value::I64 { shape, data } => Tensor::from_shape(shape, data),

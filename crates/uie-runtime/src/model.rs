@@ -298,6 +298,18 @@ impl Model {
         Model::from_engine(Engine::load_path(path, opts)?)
     }
 
+    /// Loads and optimises a model from the bytes of an ONNX file (no external data): the same
+    /// parsing, preparation and schema checks as [`Model::load`]. Any byte string gives a model or
+    /// an error, never a panic (fuzzed: `fuzz/fuzz_targets/model_load.rs`).
+    pub fn load_bytes(bytes: &[u8]) -> Result<Model, RuntimeError> {
+        Model::load_bytes_with(bytes, EngineOptions::default())
+    }
+
+    /// [`Model::load_bytes`] with explicit engine options.
+    pub fn load_bytes_with(bytes: &[u8], opts: EngineOptions) -> Result<Model, RuntimeError> {
+        Model::from_engine(Engine::load_bytes(bytes, opts)?)
+    }
+
     /// Wraps a loaded engine, reading the schema from its metadata and checking it against the
     /// graph's inputs.
     pub fn from_engine(engine: Engine) -> Result<Model, RuntimeError> {
@@ -611,7 +623,9 @@ impl Model {
                 format!("{} values, but the batch has {n} rows", h.len.len()),
             ));
         }
-        if h.items.len() != n * h.width {
+        // checked: a width near usize::MAX (a request's `hist_items` of shape [0, 2^63]) must
+        // not wrap `n × L` around to the number of ids given.
+        if n.checked_mul(h.width) != Some(h.items.len()) {
             return Err(history_err(
                 HIST_ITEMS,
                 format!(

@@ -6,7 +6,7 @@
 //! test.
 
 use serde_json::{json, Map, Value as Json};
-use uie_runtime::{Model, Predictions, TensorSpec, Value};
+use uie_runtime::{Batch, Model, Predictions, TensorSpec, Value};
 
 use crate::error::ServeError;
 
@@ -228,6 +228,41 @@ pub fn parse_infer(body: &[u8], header_length: Option<usize>) -> Result<InferReq
     })
 }
 
+/// Parses the value of the [`HEADER_LENGTH`](constant@HEADER_LENGTH) header: a byte count.
+pub fn parse_header_length(value: &str) -> Result<usize, ServeError> {
+    value
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| bad(format!("{HEADER_LENGTH} is not a number")))
+}
+
+/// Decodes an infer request for `model`, everything the server does before running it: parses
+/// the body ([`parse_infer`]), checks the requested outputs, refuses a batch of more than
+/// `max_batch` rows (413) and turns the tensors into a validated [`Batch`]
+/// ([`Model::batch_from_tensors`]). Pure: no socket, so it is unit-tested and fuzzed
+/// (`fuzz/fuzz_targets/request_decode.rs`).
+pub fn decode_request(
+    model: &Model,
+    body: &[u8],
+    header_length: Option<usize>,
+    max_batch: usize,
+) -> Result<(InferRequest, Batch), ServeError> {
+    let req = parse_infer(body, header_length)?;
+    if let Some(bad) = req.outputs.iter().find(|o| o.as_str() != "probs") {
+        return Err(ServeError::BadRequest(format!(
+            "output {bad}: not an output of this model (it has probs)"
+        )));
+    }
+    let rows = req.rows();
+    if rows > max_batch {
+        return Err(ServeError::TooLarge(format!(
+            "the batch has {rows} rows, above the maximum batch of {max_batch}"
+        )));
+    }
+    let batch = model.batch_from_tensors(&req.inputs)?;
+    Ok((req, batch))
+}
+
 fn spec_json(spec: &TensorSpec) -> Json {
     let shape: Vec<i64> = spec
         .dims
@@ -325,6 +360,15 @@ mod tests {
         // Too few bytes, and a header length past the body.
         assert!(parse_infer(&body[..body.len() - 1], Some(head.len())).is_err());
         assert!(parse_infer(&body, Some(body.len() + 1)).is_err());
+    }
+
+    #[test]
+    fn header_length_value() {
+        assert_eq!(parse_header_length(" 42 ").unwrap(), 42);
+        for bad in ["", "-1", "4 2", "0x10", "99999999999999999999999"] {
+            let e = parse_header_length(bad).unwrap_err();
+            assert!(e.to_string().contains(HEADER_LENGTH), "{e}");
+        }
     }
 
     #[test]

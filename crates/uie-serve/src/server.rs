@@ -358,12 +358,7 @@ fn header_length(request: &Request) -> Result<Option<usize>, ServeError> {
         .headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(kserve::HEADER_LENGTH))
-        .map(|(_, value)| {
-            let value = std::str::from_utf8(value).unwrap_or("");
-            value.trim().parse::<usize>().map_err(|_| {
-                ServeError::BadRequest(format!("{} is not a number", kserve::HEADER_LENGTH))
-            })
-        })
+        .map(|(_, value)| kserve::parse_header_length(std::str::from_utf8(value).unwrap_or("")))
         .transpose()
 }
 
@@ -446,22 +441,9 @@ fn infer(
 ) -> Result<(u16, Json), ServeError> {
     let header_length = header_length(request)?;
     let body = read_body(conn, shared.max_body_bytes)?;
-    let req = kserve::parse_infer(&body, header_length)?;
-    if let Some(bad) = req.outputs.iter().find(|o| o.as_str() != "probs") {
-        return Err(ServeError::BadRequest(format!(
-            "output {bad}: not an output of this model (it has probs)"
-        )));
-    }
-    let rows = req.rows();
-    if rows > shared.max_batch {
-        return Err(ServeError::TooLarge(format!(
-            "the batch has {rows} rows, above the maximum batch of {}",
-            shared.max_batch
-        )));
-    }
     // One model for the whole request, even if a reload lands meanwhile.
     let model = shared.handle.current();
-    let batch = model.batch_from_tensors(&req.inputs)?;
+    let (req, batch) = kserve::decode_request(&model, &body, header_length, shared.max_batch)?;
     let preds = model.predict(&batch)?;
     Ok((
         200,
