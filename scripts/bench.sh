@@ -4,8 +4,8 @@
 #   bench-scaling.sh    latency against centres N, history length L, users in P and batch size
 #   bench-retrieval.sh  the fused centre retrieval against the standard ops and ONNX Runtime
 #   cargo bench -p uie-runtime --bench predict   the runtime's hot paths (criterion)
-#   bench-compile.sh    compile time and peak memory (when present)
-#   bench-train.sh      training speed and memory (when present)
+#   bench-compile.sh    compile time and peak memory; then `cargo bench -p uie-compile --bench compile`
+#   bench-train.sh      training speed and memory, and the same PLE in PyTorch
 # Run it on an idle machine; every step prints the load (uptime) it ran under.
 #
 # Usage: scripts/bench.sh
@@ -20,14 +20,12 @@ step "runtime hot paths (criterion)"
 cargo bench -p uie-runtime --bench predict -- --noplot
 step "fused retrieval"
 bash scripts/bench-retrieval.sh
-for optional in bench-compile bench-train; do
-    if [[ -f "scripts/$optional.sh" ]]; then
-        step "$optional"
-        bash "scripts/$optional.sh"
-    else
-        step "$optional: scripts/$optional.sh is not in this checkout, skipped"
-    fi
-done
+step "compile: time and peak memory"
+bash scripts/bench-compile.sh
+step "compiler hot path (criterion)"
+cargo bench -p uie-compile --bench compile -- --noplot
+step "training: uie-train and PyTorch"
+bash scripts/bench-train.sh
 step "scaling"
 bash scripts/bench-scaling.sh
 step "done"
