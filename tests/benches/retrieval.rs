@@ -113,6 +113,7 @@ fn bench(c: &mut Criterion) {
                 fuse_attention: fuse,
                 fuse_gates: fuse,
                 fuse_lookups,
+                merge_linear: fuse,
             },
         )
         .expect("load");

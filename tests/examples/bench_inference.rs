@@ -143,6 +143,7 @@ fn serve(model_path: &Path, inputs: &Path, batches: &[usize]) -> Result<()> {
             fuse_attention: false,
             fuse_gates: false,
             fuse_lookups: false,
+            merge_linear: false,
         },
     )?;
     let mut requests = Vec::new();

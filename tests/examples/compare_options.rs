@@ -50,6 +50,13 @@ fn main() -> anyhow::Result<()> {
     let variants = [
         ("default", all),
         (
+            "no linear merge",
+            EngineOptions {
+                merge_linear: false,
+                ..all
+            },
+        ),
+        (
             "no gate fusion",
             EngineOptions {
                 fuse_gates: false,
@@ -69,6 +76,7 @@ fn main() -> anyhow::Result<()> {
                 fuse_attention: false,
                 fuse_retrieval: false,
                 fuse_gates: false,
+                merge_linear: false,
                 ..all
             },
         ),

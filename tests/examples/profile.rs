@@ -58,11 +58,12 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| root.join("model.onnx"));
     let engine = Engine::load_path(&model, EngineOptions::default())?;
     println!(
-        "model {}: {} retrievals, {} attentions, {} gate mixes fused",
+        "model {}: {} retrievals, {} attentions, {} gate mixes fused, {} MatMuls merged away",
         model.display(),
         engine.fused_retrievals(),
         engine.fused_attentions(),
-        engine.fused_gates()
+        engine.fused_gates(),
+        engine.merged_linear()
     );
     for n in [1usize, 16, 256] {
         let doc: serde_json::Map<String, serde_json::Value> =

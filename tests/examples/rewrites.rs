@@ -58,6 +58,7 @@ fn main() -> anyhow::Result<()> {
                     fuse_attention: fuse_retrieval,
                     fuse_gates: fuse_retrieval,
                     fuse_lookups,
+                    merge_linear: fuse_retrieval,
                 },
             )
         })

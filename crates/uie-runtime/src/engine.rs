@@ -144,6 +144,10 @@ pub struct EngineOptions {
     /// weighted sum) by the fused op of [`crate::fused::gate`] (true, the default) or run the
     /// standard ops (false).
     pub fuse_gates: bool,
+    /// Merge the linear layers that read the same input (same-input MatMuls with constant
+    /// weights, with their bias Adds) into one MatMul followed by a column slice per layer
+    /// ([`crate::fused::merge`]) (true, the default) or leave them apart (false).
+    pub merge_linear: bool,
 }
 
 impl Default for EngineOptions {
@@ -154,6 +158,7 @@ impl Default for EngineOptions {
             fuse_lookups: true,
             fuse_attention: true,
             fuse_gates: true,
+            merge_linear: true,
         }
     }
 }
@@ -175,6 +180,7 @@ pub struct Engine {
     lookups: usize,
     fused_attentions: usize,
     fused_gates: usize,
+    merged_linear: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -250,6 +256,7 @@ impl Engine {
         let mut lookups = 0;
         let mut fused_attentions = 0;
         let mut fused_gates = 0;
+        let mut merged_linear = 0;
         let plan = guarded(what, || {
             let mut typed = model.into_typed()?;
             // Attention first: it reads the retrieval's keep mask and indices, which the
@@ -266,8 +273,11 @@ impl Engine {
             if opts.fuse_lookups {
                 lookups = fuse_or_keep(&mut typed, crate::fused::fuse_lookups);
             }
+            if opts.merge_linear {
+                merged_linear = fuse_or_keep(&mut typed, crate::fused::merge_linear);
+            }
             let typed = if opts.optimize {
-                optimize(typed)?
+                optimize(typed, merged_linear > 0)?
             } else {
                 typed
             };
@@ -300,6 +310,7 @@ impl Engine {
             lookups,
             fused_attentions,
             fused_gates,
+            merged_linear,
         })
     }
 
@@ -313,6 +324,12 @@ impl Engine {
     /// `fuse_gates` is off).
     pub fn fused_gates(&self) -> usize {
         self.fused_gates
+    }
+
+    /// How many MatMuls were merged away into same-input merged MatMuls at load (0 when
+    /// `merge_linear` is off or no two linear layers share an input).
+    pub fn merged_linear(&self) -> usize {
+        self.merged_linear
     }
 
     /// How many centre-retrieval sub-graphs were replaced by the fused op at load (0 when
@@ -471,12 +488,18 @@ impl Engine {
 /// parts read by every first expert and gate layer, so the split turned ~12 MatMuls into ~120
 /// MatMuls and ~90 Adds (the largest cost in the profile, see BENCHMARKS.md). The math is the
 /// same either way (one MatMul over the concatenated row).
-fn optimize(mut typed: TypedModel) -> TractResult<TypedModel> {
+///
+/// With `keep_slices` (some linear layers were merged, [`crate::fused::merge`]) `PushSliceUp` is
+/// left out too: it would push each member's column slice up into the merged MatMul's weights and
+/// so split it back into one MatMul per layer.
+fn optimize(mut typed: TypedModel, keep_slices: bool) -> TractResult<TypedModel> {
     use tract_onnx::tract_core::optim::Optimizer;
     let mut declutter = Optimizer::declutter();
-    declutter
-        .passes
-        .retain(|p| !format!("{p:?}").starts_with("ConcatThenEinsum"));
+    declutter.passes.retain(|p| {
+        let name = format!("{p:?}");
+        let split_back = keep_slices && name.starts_with("PushSliceUp");
+        !name.starts_with("ConcatThenEinsum") && !split_back
+    });
     declutter.optimize(&mut typed)?;
     typed.optimize()?;
     Ok(typed)

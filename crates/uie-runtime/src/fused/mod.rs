@@ -28,6 +28,10 @@
 //! [`UieHashedLookup`] doing the modulo and the row copy in one pass ([`lookup`],
 //! [`lookup_pattern`]); [`EngineOptions::fuse_lookups`](crate::EngineOptions::fuse_lookups) turns
 //! it off.
+//!
+//! Last, [`merge_linear`] merges the linear layers that read the same input (a PLE level's first
+//! expert layers and gates) into one MatMul plus a column slice per layer ([`merge`]);
+//! [`EngineOptions::merge_linear`](crate::EngineOptions::merge_linear) turns it off.
 
 pub mod attention;
 pub mod attention_pattern;
@@ -35,6 +39,7 @@ pub mod gate;
 pub mod kernel;
 pub mod lookup;
 pub mod lookup_pattern;
+pub mod merge;
 pub mod op;
 pub mod pattern;
 
@@ -44,5 +49,6 @@ pub use gate::{fuse_gate_mixes, UieGateMix};
 pub use kernel::{retrieve, retrieve_scored, CentreTable, KernelError, Retrieved, Wants};
 pub use lookup::{EmbeddingTable, LookupError, UieHashedLookup};
 pub use lookup_pattern::fuse_lookups;
+pub use merge::merge_linear;
 pub use op::{RetrievalOutput, UieRetrieval};
 pub use pattern::fuse_retrievals;
