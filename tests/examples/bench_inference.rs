@@ -25,11 +25,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use uie_compile::verify::{batch_inputs, to_value};
-use uie_e2e::latency::{read_inputs_json, summarise, time_calls, write_inputs_json, Budget};
+use uie_compile::verify::batch_inputs;
+use uie_e2e::latency::{read_batch_values, summarise, time_calls, write_inputs_json, Budget};
 use uie_e2e::repo_root;
 use uie_model::Checkpoint;
-use uie_runtime::{Batch, EngineOptions, Model, Value};
+use uie_runtime::{Batch, EngineOptions, Model};
 
 #[derive(Parser)]
 #[command(about = "tract side of the inference benchmark")]
@@ -118,11 +118,7 @@ fn prepare(checkpoint: Option<PathBuf>, out: &Path, batches: &[usize]) -> Result
 
 /// The request of a batch size, read from `<inputs>/inputs_<n>.json`.
 fn load_batch(model: &Model, inputs: &Path, n: usize) -> Result<Batch> {
-    let tensors: Vec<(String, Value)> = read_inputs_json(&inputs.join(format!("inputs_{n}.json")))?
-        .iter()
-        .map(|(name, t)| (name.clone(), to_value(t)))
-        .collect();
-    Ok(model.batch_from_tensors(&tensors)?)
+    Ok(model.batch_from_tensors(&read_batch_values(inputs, n)?)?)
 }
 
 fn time_predict(model: &Model, batch: &Batch, budget: Budget) -> Result<Vec<u64>> {
