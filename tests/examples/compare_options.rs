@@ -16,8 +16,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use uie_e2e::latency::read_batch_values;
-use uie_runtime::engine::{Engine, EngineOptions, Value};
+use uie_e2e::latency::{read_batch_values, run_inputs};
+use uie_runtime::engine::{Engine, EngineOptions};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -85,10 +85,7 @@ fn main() -> anyhow::Result<()> {
     }
     for n in [1usize, 16, 256] {
         let values = read_batch_values(&root, n)?;
-        let inputs: Vec<(&str, Value)> = values
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
+        let inputs = run_inputs(&values);
         let reps = (4000 / n).clamp(10, 400);
         for (_, e) in &engines {
             for _ in 0..reps / 4 + 1 {

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use uie_e2e::latency::read_batch_values;
-use uie_runtime::engine::{Engine, EngineOptions, NodeTime, Value};
+use uie_e2e::latency::{read_batch_values, run_inputs};
+use uie_runtime::engine::{Engine, EngineOptions, NodeTime};
 
 fn prefix(name: &str) -> String {
     let head = name.split('/').next().unwrap_or(name);
@@ -53,10 +53,7 @@ fn main() -> anyhow::Result<()> {
     );
     for n in [1usize, 16, 256] {
         let values = read_batch_values(&root, n)?;
-        let inputs: Vec<(&str, Value)> = values
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
+        let inputs = run_inputs(&values);
         let runs = (2000 / n).max(20) as u128;
         engine.profile(&inputs, 10)?;
         let times: Vec<NodeTime> = engine.profile(&inputs, runs as usize)?;

@@ -12,8 +12,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use uie_e2e::latency::read_batch_values;
-use uie_runtime::engine::{Engine, EngineOptions, Value};
+use uie_e2e::latency::{read_batch_values, run_inputs};
+use uie_runtime::engine::{Engine, EngineOptions};
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -53,10 +53,7 @@ fn main() -> anyhow::Result<()> {
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for n in [1usize, 16, 256] {
         let values = read_batch_values(&root, n)?;
-        let inputs: Vec<(&str, Value)> = values
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
+        let inputs = run_inputs(&values);
         let rounds = (rounds1 / n).max(40);
         for e in &engines {
             for _ in 0..rounds.min(50) {

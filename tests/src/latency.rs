@@ -151,6 +151,14 @@ pub fn read_batch_values(dir: &Path, n: usize) -> Result<Vec<(String, Value)>> {
         .collect())
 }
 
+/// Named values in the form `uie_runtime::Engine::run` takes (names borrowed, values copied).
+pub fn run_inputs(values: &[(String, Value)]) -> Vec<(&str, Value)> {
+    values
+        .iter()
+        .map(|(name, v)| (name.as_str(), v.clone()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
