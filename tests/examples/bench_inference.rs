@@ -23,7 +23,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use uie_compile::verify::batch_inputs;
 use uie_e2e::latency::{read_batch_values, summarise, time_calls, write_inputs_json, Budget};
@@ -54,26 +54,29 @@ enum Cmd {
     },
     /// Answer timing requests on stdin (used by tests/python/bench_ort.py).
     Serve {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long)]
-        inputs: PathBuf,
-        #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
-        batches: Vec<usize>,
+        #[command(flatten)]
+        files: Files,
     },
     /// Time the default variant alone and print a table.
     Run {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long)]
-        inputs: PathBuf,
-        #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
-        batches: Vec<usize>,
+        #[command(flatten)]
+        files: Files,
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
         #[arg(long, default_value_t = 200)]
         min_calls: usize,
     },
+}
+
+/// The model and the inputs a timing command reads.
+#[derive(Args)]
+struct Files {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    inputs: PathBuf,
+    #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
+    batches: Vec<usize>,
 }
 
 fn prepare(checkpoint: Option<PathBuf>, out: &Path, batches: &[usize]) -> Result<()> {
@@ -223,21 +226,15 @@ fn main() -> Result<()> {
             out,
             batches,
         } => prepare(checkpoint, &out, &batches),
-        Cmd::Serve {
-            model,
-            inputs,
-            batches,
-        } => serve(&model, &inputs, &batches),
+        Cmd::Serve { files } => serve(&files.model, &files.inputs, &files.batches),
         Cmd::Run {
-            model,
-            inputs,
-            batches,
+            files,
             seconds,
             min_calls,
         } => run(
-            &model,
-            &inputs,
-            &batches,
+            &files.model,
+            &files.inputs,
+            &files.batches,
             Budget {
                 warmup_calls: 20,
                 min_seconds: seconds,
