@@ -4,35 +4,10 @@
 use std::collections::BTreeSet;
 use std::sync::{Mutex, Once};
 
-/// Separates the files of a `checkpoint_read` input: `config.toml`, `weights.safetensors`,
-/// `meta.json` and optionally `golden.safetensors`, in that order (the seed generator
-/// `tests/examples/fuzz_seeds.rs` and uie-model's regression test use the same constant).
-pub const SEPARATOR: &[u8] = b"\n\0--uie-fuzz-file--\0\n";
-
-/// Splits a `checkpoint_read` input into its files (missing trailing files are empty).
-pub fn split_files(data: &[u8]) -> Vec<&[u8]> {
-    let mut parts = Vec::new();
-    let mut rest = data;
-    while let Some(i) = rest.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
-        parts.push(&rest[..i]);
-        rest = &rest[i + SEPARATOR.len()..];
-    }
-    parts.push(rest);
-    parts
-}
-
-/// Splits a `request_decode` input: an optional first line `#<value>\n` carries the value of the
-/// `Inference-Header-Content-Length` header (as bytes, possibly not a number); the rest is the
-/// body. Without the leading `#` the whole input is the body and there is no header.
-pub fn split_header(data: &[u8]) -> (Option<&[u8]>, &[u8]) {
-    match data.strip_prefix(b"#") {
-        Some(rest) => match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-            None => (Some(rest), &[][..]),
-        },
-        None => (None, data),
-    }
-}
+/// The input formats of the multi-part targets (`checkpoint_read`: files joined by [`SEPARATOR`];
+/// `request_decode`: an optional `#<header value>` first line), defined once in uie-model so the
+/// stable regression tests and the seed generator split inputs the same way.
+pub use uie_model::fuzz_input::{split_files, split_header, SEPARATOR};
 
 /// libFuzzer's hook aborts on every panic, even one the code under test catches. The runtime
 /// catches panics raised inside tract (`uie_runtime::engine` runs every tract call under

@@ -14,9 +14,9 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use serde_json::json;
-use uie_compile::verify::batch_inputs;
-use uie_model::{Checkpoint, Config, Tensor, TensorData};
+use uie_compile::verify::{batch_inputs, to_value};
+use uie_e2e::latency::write_inputs_json;
+use uie_model::{Checkpoint, Config, Tensor};
 use uie_runtime::engine::{Engine, EngineOptions, Value};
 use uie_train::train::load_data;
 use uie_train::{train, TrainOptions};
@@ -25,26 +25,6 @@ const BATCHES: [usize; 3] = [1, 16, 256];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn to_value(t: &Tensor) -> Value {
-    match &t.data {
-        TensorData::F32(v) => Value::F32 {
-            shape: t.shape.clone(),
-            data: v.clone(),
-        },
-        TensorData::I64(v) => Value::I64 {
-            shape: t.shape.clone(),
-            data: v.clone(),
-        },
-    }
-}
-
-fn to_json(t: &Tensor) -> serde_json::Value {
-    match &t.data {
-        TensorData::F32(v) => json!({"dtype": "float32", "shape": t.shape, "data": v}),
-        TensorData::I64(v) => json!({"dtype": "int64", "shape": t.shape, "data": v}),
-    }
 }
 
 /// Named model inputs of one batch.
@@ -79,15 +59,7 @@ fn prepare(out: &Path) -> (PathBuf, Vec<(usize, Inputs)>) {
         let step = (test.n / n).max(1);
         let rows: Vec<usize> = (0..test.n).step_by(step).take(n).collect();
         let inputs = batch_inputs(&ck.config, &test.take(&rows)).expect("inputs");
-        let doc: serde_json::Map<String, serde_json::Value> = inputs
-            .iter()
-            .map(|(name, t)| (name.clone(), to_json(t)))
-            .collect();
-        std::fs::write(
-            out.join(format!("inputs_{n}.json")),
-            serde_json::to_vec(&doc).expect("json"),
-        )
-        .expect("write inputs");
+        write_inputs_json(&out.join(format!("inputs_{n}.json")), &inputs).expect("write inputs");
         all.push((n, inputs));
     }
     (model, all)

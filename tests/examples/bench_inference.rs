@@ -23,13 +23,13 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::json;
-use uie_compile::verify::{batch_inputs, to_value};
-use uie_e2e::latency::{read_inputs_json, summarise, time_calls, write_inputs_json, Budget};
+use uie_compile::verify::batch_inputs;
+use uie_e2e::latency::{read_batch_values, summarise, time_calls, write_inputs_json, Budget};
 use uie_e2e::repo_root;
 use uie_model::Checkpoint;
-use uie_runtime::{Batch, EngineOptions, Model, Value};
+use uie_runtime::{Batch, EngineOptions, Model};
 
 #[derive(Parser)]
 #[command(about = "tract side of the inference benchmark")]
@@ -54,26 +54,29 @@ enum Cmd {
     },
     /// Answer timing requests on stdin (used by tests/python/bench_ort.py).
     Serve {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long)]
-        inputs: PathBuf,
-        #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
-        batches: Vec<usize>,
+        #[command(flatten)]
+        files: Files,
     },
     /// Time the default variant alone and print a table.
     Run {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long)]
-        inputs: PathBuf,
-        #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
-        batches: Vec<usize>,
+        #[command(flatten)]
+        files: Files,
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
         #[arg(long, default_value_t = 200)]
         min_calls: usize,
     },
+}
+
+/// The model and the inputs a timing command reads.
+#[derive(Args)]
+struct Files {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    inputs: PathBuf,
+    #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
+    batches: Vec<usize>,
 }
 
 fn prepare(checkpoint: Option<PathBuf>, out: &Path, batches: &[usize]) -> Result<()> {
@@ -118,11 +121,7 @@ fn prepare(checkpoint: Option<PathBuf>, out: &Path, batches: &[usize]) -> Result
 
 /// The request of a batch size, read from `<inputs>/inputs_<n>.json`.
 fn load_batch(model: &Model, inputs: &Path, n: usize) -> Result<Batch> {
-    let tensors: Vec<(String, Value)> = read_inputs_json(&inputs.join(format!("inputs_{n}.json")))?
-        .iter()
-        .map(|(name, t)| (name.clone(), to_value(t)))
-        .collect();
-    Ok(model.batch_from_tensors(&tensors)?)
+    Ok(model.batch_from_tensors(&read_batch_values(inputs, n)?)?)
 }
 
 fn time_predict(model: &Model, batch: &Batch, budget: Budget) -> Result<Vec<u64>> {
@@ -228,21 +227,15 @@ fn main() -> Result<()> {
             out,
             batches,
         } => prepare(checkpoint, &out, &batches),
-        Cmd::Serve {
-            model,
-            inputs,
-            batches,
-        } => serve(&model, &inputs, &batches),
+        Cmd::Serve { files } => serve(&files.model, &files.inputs, &files.batches),
         Cmd::Run {
-            model,
-            inputs,
-            batches,
+            files,
             seconds,
             min_calls,
         } => run(
-            &model,
-            &inputs,
-            &batches,
+            &files.model,
+            &files.inputs,
+            &files.batches,
             Budget {
                 warmup_calls: 20,
                 min_seconds: seconds,

@@ -16,21 +16,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use uie_runtime::engine::{Engine, EngineOptions, Value};
-
-fn value(v: &serde_json::Value) -> anyhow::Result<Value> {
-    let shape: Vec<usize> = serde_json::from_value(v["shape"].clone())?;
-    Ok(match v["dtype"].as_str() {
-        Some("float32") => Value::F32 {
-            shape,
-            data: serde_json::from_value(v["data"].clone())?,
-        },
-        _ => Value::I64 {
-            shape,
-            data: serde_json::from_value(v["data"].clone())?,
-        },
-    })
-}
+use uie_e2e::latency::{read_batch_values, run_inputs};
+use uie_runtime::engine::{Engine, EngineOptions};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -105,12 +92,8 @@ fn main() -> anyhow::Result<()> {
         );
     }
     for n in [1usize, 16, 256] {
-        let doc: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&std::fs::read(root.join(format!("inputs_{n}.json")))?)?;
-        let inputs: Vec<(&str, Value)> = doc
-            .iter()
-            .map(|(k, v)| Ok((k.as_str(), value(v)?)))
-            .collect::<anyhow::Result<_>>()?;
+        let values = read_batch_values(&root, n)?;
+        let inputs = run_inputs(&values);
         let reps = (4000 / n).clamp(10, 400);
         for (_, e) in &engines {
             for _ in 0..reps / 4 + 1 {

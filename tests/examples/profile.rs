@@ -10,21 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use uie_runtime::engine::{Engine, EngineOptions, NodeTime, Value};
-
-fn value(v: &serde_json::Value) -> anyhow::Result<Value> {
-    let shape: Vec<usize> = serde_json::from_value(v["shape"].clone())?;
-    Ok(match v["dtype"].as_str() {
-        Some("float32") => Value::F32 {
-            shape,
-            data: serde_json::from_value(v["data"].clone())?,
-        },
-        _ => Value::I64 {
-            shape,
-            data: serde_json::from_value(v["data"].clone())?,
-        },
-    })
-}
+use uie_e2e::latency::{read_batch_values, run_inputs};
+use uie_runtime::engine::{Engine, EngineOptions, NodeTime};
 
 fn prefix(name: &str) -> String {
     let head = name.split('/').next().unwrap_or(name);
@@ -66,12 +53,8 @@ fn main() -> anyhow::Result<()> {
         engine.merged_linear()
     );
     for n in [1usize, 16, 256] {
-        let doc: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&std::fs::read(root.join(format!("inputs_{n}.json")))?)?;
-        let inputs: Vec<(&str, Value)> = doc
-            .iter()
-            .map(|(k, v)| Ok((k.as_str(), value(v)?)))
-            .collect::<anyhow::Result<_>>()?;
+        let values = read_batch_values(&root, n)?;
+        let inputs = run_inputs(&values);
         let runs = (2000 / n).max(20) as u128;
         engine.profile(&inputs, 10)?;
         let times: Vec<NodeTime> = engine.profile(&inputs, runs as usize)?;

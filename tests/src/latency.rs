@@ -1,6 +1,7 @@
 //! Latency measurement shared by the inference and scaling benchmarks (`examples/bench_inference.rs`,
 //! `examples/bench_scaling.rs`) and the files they share with the ONNX Runtime side
-//! (`tests/python/bench_ort.py`): per-call samples, percentiles, and named input tensors as JSON.
+//! (`tests/python/bench_ort.py`): per-call samples, percentiles, and named input tensors as JSON
+//! (also read by the timing examples `compare_options`, `rewrites` and `profile`).
 //!
 //! Percentiles interpolate linearly between the closest ranks (numpy's default), so the Rust and the
 //! Python side summarise their samples by the same rule.
@@ -9,7 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use uie_compile::verify::to_value;
 use uie_model::{Tensor, TensorData};
+use uie_runtime::Value;
 
 /// How long and how often one case is timed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,6 +139,24 @@ pub fn read_inputs_json(path: &Path) -> Result<Vec<(String, Tensor)>> {
         out.push((name, Tensor { shape, data }));
     }
     Ok(out)
+}
+
+/// The inputs of batch size `n` in a benchmark directory (`<dir>/inputs_<n>.json`, as
+/// `scripts/bench-retrieval.sh` and `bench_inference prepare` write them), read by
+/// [`read_inputs_json`] and turned into runtime values, in the file's key order.
+pub fn read_batch_values(dir: &Path, n: usize) -> Result<Vec<(String, Value)>> {
+    Ok(read_inputs_json(&dir.join(format!("inputs_{n}.json")))?
+        .iter()
+        .map(|(name, t)| (name.clone(), to_value(t)))
+        .collect())
+}
+
+/// Named values in the form `uie_runtime::Engine::run` takes (names borrowed, values copied).
+pub fn run_inputs(values: &[(String, Value)]) -> Vec<(&str, Value)> {
+    values
+        .iter()
+        .map(|(name, v)| (name.as_str(), v.clone()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -53,6 +53,11 @@ fn tensor_json(t: &Tensor) -> serde_json::Value {
     }
 }
 
+/// The tensor named `name` among a run's named outputs, if there is one.
+pub fn find_output<'a>(outs: &'a [(String, Tensor)], name: &str) -> Option<&'a Tensor> {
+    outs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+}
+
 /// Runs the ONNX checker (full_check) and strict shape inference on many model files in one
 /// Python start; returns one report line per model, in order. On failure the error lists every
 /// model that failed and why.

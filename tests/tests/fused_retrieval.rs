@@ -12,9 +12,9 @@ mod common;
 
 use uie_compile::pipeline::{compile_with, CompileOptions};
 use uie_compile::verify::{batch_inputs, run_engine};
-use uie_e2e::{duplicated_centres, near_tie_rows, train_movielens_uie, zero_centres};
+use uie_e2e::{duplicated_centres, find_output, near_tie_rows, train_movielens_uie, zero_centres};
 use uie_model::parity::within_tolerance;
-use uie_model::{Checkpoint, RawBatch, Tensor};
+use uie_model::{Checkpoint, RawBatch};
 use uie_runtime::engine::{Engine, EngineOptions};
 
 const BATCHES: [usize; 3] = [1, 7, 256];
@@ -29,10 +29,6 @@ fn engine(bytes: &[u8], optimize: bool, fuse_retrieval: bool) -> Engine {
         },
     )
     .expect("tract loads the model")
-}
-
-fn output<'a>(outs: &'a [(String, Tensor)], name: &str) -> Option<&'a Tensor> {
-    outs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
 }
 
 #[derive(Default, Debug)]
@@ -76,7 +72,7 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, expect_fused: usize, 
             let got = run_engine(&fused, &inputs, "fused").expect("fused run");
             let mut ties = vec![false; batch.n];
             for (scores, indices, k) in retrievals {
-                let Some(s) = output(&want, scores) else {
+                let Some(s) = find_output(&want, scores) else {
                     continue;
                 };
                 for (t, v) in ties.iter_mut().zip(near_tie_rows(s, k)) {
@@ -90,8 +86,8 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, expect_fused: usize, 
                     .count();
                 st.kept_nothing += kept;
                 let (g, w) = (
-                    output(&got, indices).expect("fused indices"),
-                    output(&want, indices).expect("standard indices"),
+                    find_output(&got, indices).expect("fused indices"),
+                    find_output(&want, indices).expect("standard indices"),
                 );
                 assert_eq!(g.shape, w.shape, "{case} {indices}");
                 let (g, w) = (g.as_i64().expect("i64"), w.as_i64().expect("i64"));
@@ -107,7 +103,7 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, expect_fused: usize, 
             st.near_ties += ties.iter().filter(|&&t| t).count();
             let t = ck.config.tasks.len();
             for (name, w) in &want {
-                let g = output(&got, name).expect("same outputs");
+                let g = find_output(&got, name).expect("same outputs");
                 assert_eq!(g.shape, w.shape, "{case} {name}");
                 if name != "probs" {
                     continue;

@@ -16,7 +16,7 @@ mod common;
 
 use uie_compile::pipeline::{compile_with, CompileOptions};
 use uie_compile::verify::{batch_inputs, run_engine};
-use uie_e2e::{near_tie_rows, train_movielens_uie};
+use uie_e2e::{find_output, near_tie_rows, train_movielens_uie};
 use uie_model::parity::within_tolerance;
 use uie_model::{Checkpoint, Plan, RawBatch, Tensor, TensorData};
 use uie_runtime::engine::{Engine, EngineOptions};
@@ -75,10 +75,6 @@ fn gates(ck: &Checkpoint) -> usize {
         .iter()
         .map(|l| l.task_gates.len() + usize::from(l.shared_gate.is_some()))
         .sum()
-}
-
-fn output<'a>(outs: &'a [(String, Tensor)], name: &str) -> Option<&'a Tensor> {
-    outs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
 }
 
 #[derive(Default, Debug)]
@@ -156,13 +152,13 @@ fn compare_rewrite(
                 assert_eq!(standard.output_names(), fused.output_names(), "{case}");
                 let want = run_engine(&standard, inputs, "standard").expect("standard run");
                 let got = run_engine(&fused, inputs, "fused").expect("fused run");
-                if let Some(s) = output(&want, "debug.ucse.scores") {
+                if let Some(s) = find_output(&want, "debug.ucse.scores") {
                     for (t, v) in ties.iter_mut().zip(near_tie_rows(s, ck.config.uie.ucse.k)) {
                         *t |= v;
                     }
                 }
                 for (name, w) in &want {
-                    let g = output(&got, name).expect("same outputs");
+                    let g = find_output(&got, name).expect("same outputs");
                     assert_eq!(g.shape, w.shape, "{case} {name}");
                     let (TensorData::F32(g), TensorData::F32(w)) = (&g.data, &w.data) else {
                         // Retrieved indices: equal except on near-tie rows.

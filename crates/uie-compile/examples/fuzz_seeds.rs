@@ -16,14 +16,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use uie_model::checkpoint::files;
+use uie_model::fuzz_input::SEPARATOR;
 use uie_model::{Checkpoint, Tensor, TensorMap};
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-
-/// Separates the files of a `checkpoint_read` input (the same constant as the fuzz target's and
-/// uie-model's regression test).
-const SEPARATOR: &[u8] = b"\n\0--uie-fuzz-file--\0\n";
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir)?;

@@ -4,21 +4,27 @@
 //! with ONE line on stderr, `error: …`, that names the problem (the file, field or tensor), and
 //! never a panic. The rows of `docs/bad-input.md` (uie-compile) point here.
 
+#[path = "../../uie-model/tests/support/cli_error.rs"]
+mod cli_error;
 mod common;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use common::{checkpoint, config, reference_probs, rows, TINY};
 use uie_model::checkpoint::{files, from_safetensors, to_safetensors};
 use uie_model::Tensor;
 
-fn run(args: &[&OsStr]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_uie-compile"))
+fn output(args: &[&OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_uie-compile"))
         .args(args)
         .output()
-        .expect("runs");
+        .expect("runs")
+}
+
+fn run(args: &[&OsStr]) -> (Option<i32>, String, String) {
+    let out = output(args);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -28,17 +34,7 @@ fn run(args: &[&OsStr]) -> (Option<i32>, String, String) {
 
 /// Runs the binary, expects exit code 1 and one `error: ` line holding every fragment.
 fn one_line_error(args: &[&OsStr], fragments: &[&str]) -> String {
-    let (code, out, err) = run(args);
-    println!("{}", err.trim_end());
-    assert_eq!(code, Some(1), "exit code; stdout {out:?}, stderr {err:?}");
-    assert!(!err.contains("panicked"), "a panic: {err}");
-    let line = err.trim_end();
-    assert!(!line.contains('\n'), "not one line: {err:?}");
-    assert!(line.starts_with("error: "), "{err:?}");
-    for f in fragments {
-        assert!(line.contains(f), "{f:?} missing from {line:?}");
-    }
-    line.to_string()
+    cli_error::one_line_error(&output(args), fragments)
 }
 
 fn os(s: &str) -> &OsStr {

@@ -4,6 +4,7 @@
 //! - [`schema`]: the model's structure and the name and shape of every tensor it needs.
 //! - [`checkpoint`]: the checkpoint directory (config + safetensors weights), written atomically.
 //! - [`hashing`]: how raw values become int64 ids and ids become embedding rows.
+//! - [`fuzz_input`]: the input formats of the multi-part fuzz targets (`fuzz/`).
 //!
 //! Any trainer that writes a directory following [`checkpoint`] and [`schema`] produces a
 //! checkpoint `uie-compile` can compile; `docs/checkpoint-format.md` spells it out.
@@ -12,6 +13,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod fuzz_input;
 pub mod hashing;
 pub mod parity;
 pub mod schema;

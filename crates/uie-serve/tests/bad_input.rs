@@ -131,12 +131,15 @@ fn http(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &[u8]) 
     (status, body)
 }
 
+/// A raw POST to the test model's infer endpoint; returns the status and the body.
+fn post_infer(addr: SocketAddr, headers: &str, body: &[u8]) -> (u16, String) {
+    http(addr, "POST", "/v2/models/signal_test/infer", headers, body)
+}
+
 fn infer(addr: SocketAddr, body: &Json) -> (u16, Json) {
     let bytes = serde_json::to_vec(body).expect("json");
-    let (status, text) = http(
+    let (status, text) = post_infer(
         addr,
-        "POST",
-        "/v2/models/signal_test/infer",
         &format!("Content-Length: {}\r\n", bytes.len()),
         &bytes,
     );
@@ -160,16 +163,24 @@ fn error_of(r: &(u16, Json), status: u16, fragments: &[&str]) {
     }
 }
 
-fn start(dir: &Path) -> Server {
-    let config = ServeConfig {
+/// The test server's settings: any free port, 2 workers, batches up to 8, bodies up to 4096 bytes.
+fn config() -> ServeConfig {
+    ServeConfig {
         addr: "127.0.0.1:0".into(),
         workers: 2,
         max_batch: 8,
         max_body_bytes: 4096,
         model_name: None,
         ..ServeConfig::default()
-    };
-    Server::start(ModelHandle::load(&model_file(dir)).expect("load"), &config).expect("start")
+    }
+}
+
+fn start_with(dir: &Path, config: &ServeConfig) -> Server {
+    Server::start(ModelHandle::load(&model_file(dir)).expect("load"), config).expect("start")
+}
+
+fn start(dir: &Path) -> Server {
+    start_with(dir, &config())
 }
 
 #[test]
@@ -273,24 +284,12 @@ fn bad_requests_get_a_4xx_naming_the_problem() {
         &["the batch has 9 rows, above the maximum batch of 8"],
     );
     // Not JSON, no inputs.
-    let (s, body) = http(
-        addr,
-        "POST",
-        "/v2/models/signal_test/infer",
-        "Content-Length: 9\r\n",
-        b"{not json",
-    );
+    let (s, body) = post_infer(addr, "Content-Length: 9\r\n", b"{not json");
     assert_eq!(s, 400, "{body}");
     assert!(body.contains("not valid JSON"), "{body}");
     error_of(&infer(addr, &json!({})), 400, &["no `inputs` list"]);
     // A body above --max-body-bytes: 413 before it is read.
-    let (s, body) = http(
-        addr,
-        "POST",
-        "/v2/models/signal_test/infer",
-        "Content-Length: 5000\r\n",
-        &[b' '; 5000],
-    );
+    let (s, body) = post_infer(addr, "Content-Length: 5000\r\n", &[b' '; 5000]);
     assert_eq!(s, 413, "{body}");
     assert!(
         body.contains("the request body (5000 bytes) is above the limit of 4096 bytes"),
@@ -313,10 +312,8 @@ fn bad_requests_get_a_4xx_naming_the_problem() {
         let mut body = head.clone();
         body.extend_from_slice(ids);
         body.extend_from_slice(dense);
-        let (s, text) = http(
+        let (s, text) = post_infer(
             addr,
-            "POST",
-            "/v2/models/signal_test/infer",
             &format!(
                 "Content-Length: {}\r\nInference-Header-Content-Length: {}\r\n",
                 body.len(),
@@ -346,13 +343,7 @@ fn a_huge_announced_body_is_refused_and_the_server_survives() {
     let tmp = tempfile::tempdir().expect("tmp");
     let server = start(tmp.path());
     let addr = server.addr();
-    let (s, body) = http(
-        addr,
-        "POST",
-        "/v2/models/signal_test/infer",
-        "Content-Length: 1000000000000\r\n",
-        b"",
-    );
+    let (s, body) = post_infer(addr, "Content-Length: 1000000000000\r\n", b"");
     assert_eq!(s, 413, "{body}");
     std::thread::sleep(Duration::from_millis(500));
     let r = infer(
@@ -407,21 +398,13 @@ fn keep_alive_pipelining_and_http_limits_through_the_server() {
     // Idle connections are kept far longer than a client waits (20 s): a worker that sat on an
     // idle connection instead of yielding it would fail the test, not slow it down.
     let config = ServeConfig {
-        addr: "127.0.0.1:0".into(),
-        workers: 2,
-        max_batch: 8,
-        max_body_bytes: 4096,
-        model_name: None,
         http: uie_serve::http::Limits {
             idle_timeout: Duration::from_secs(120),
             ..Default::default()
         },
+        ..config()
     };
-    let server = Server::start(
-        ModelHandle::load(&model_file(tmp.path())).expect("load"),
-        &config,
-    )
-    .expect("start");
+    let server = start_with(tmp.path(), &config);
     let addr = server.addr();
     let body = serde_json::to_vec(&request(
         json!([1]),
@@ -490,10 +473,8 @@ fn keep_alive_pipelining_and_http_limits_through_the_server() {
         text.contains("the request head is above the limit of 65536 bytes"),
         "{text}"
     );
-    let (status, text) = http(
+    let (status, text) = post_infer(
         addr,
-        "POST",
-        "/v2/models/signal_test/infer",
         "Transfer-Encoding: chunked\r\n",
         b"3\r\nabc\r\n0\r\n\r\n",
     );
@@ -502,13 +483,7 @@ fn keep_alive_pipelining_and_http_limits_through_the_server() {
         text.contains("Transfer-Encoding \\\"chunked\\\" is not supported"),
         "{text}"
     );
-    let (status, text) = http(
-        addr,
-        "POST",
-        "/v2/models/signal_test/infer",
-        "Content-Length: 12abc\r\n",
-        b"",
-    );
+    let (status, text) = post_infer(addr, "Content-Length: 12abc\r\n", b"");
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("bad Content-Length"), "{text}");
     server.shutdown();

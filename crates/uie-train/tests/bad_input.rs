@@ -5,6 +5,9 @@
 //! `error: …`, naming the problem, never a panic, and before any training starts. The rows of
 //! `docs/bad-input.md` (uie-train) point here.
 
+#[path = "../../uie-model/tests/support/cli_error.rs"]
+mod cli_error;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,26 +55,13 @@ fn train_err(config: &Path, out: &Path, extra: &[&str], fragments: &[&str]) -> S
         .args(extra)
         .output()
         .expect("runs");
-    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    let line = cli_error::one_line_error(&output, fragments);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{}", err.trim_end());
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "stdout {stdout:?}, stderr {err:?}"
-    );
-    assert!(!err.contains("panicked"), "a panic: {err}");
-    let line = err.trim_end();
-    assert!(!line.contains('\n'), "not one line: {err:?}");
-    assert!(line.starts_with("error: "), "{err:?}");
-    for f in fragments {
-        assert!(line.contains(f), "{f:?} missing from {line:?}");
-    }
     assert!(
         !stdout.contains("epoch"),
         "training started before the error: {stdout}"
     );
-    line.to_string()
+    line
 }
 
 #[test]
@@ -402,16 +392,6 @@ fn bad_flags_and_eval_checkpoints() {
             .arg(&dir)
             .output()
             .expect("runs");
-        let err = String::from_utf8_lossy(&output.stderr);
-        println!("{}", err.trim_end());
-        assert_eq!(output.status.code(), Some(1), "{err}");
-        let line = err.trim_end();
-        assert!(
-            line.starts_with("error: ") && !line.contains('\n'),
-            "{err:?}"
-        );
-        for f in fragments {
-            assert!(line.contains(f), "{f:?} missing from {line:?}");
-        }
+        cli_error::one_line_error(&output, &fragments);
     }
 }

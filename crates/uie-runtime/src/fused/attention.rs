@@ -554,6 +554,15 @@ mod tests {
         }
     }
 
+    /// Runs the kernel for both outputs, checks them against [`reference`] and returns them.
+    fn matches_reference(t: &[f32], d: usize, spec: &Spec, b: &Batch) -> Attended {
+        let got = attend(t, d, spec, b, true, true).expect("attend");
+        let (pooled, msum) = reference(t, d, spec, b);
+        close(&got.pooled, &pooled);
+        close(&got.masked_sum, &msum);
+        got
+    }
+
     /// A deterministic pseudo-random table `[rows, d]`.
     fn table(rows: usize, d: usize) -> Vec<f32> {
         (0..rows * d)
@@ -615,10 +624,7 @@ mod tests {
             mask: &len,
             query: &query,
         };
-        let got = attend(&t, d, &spec, &b, true, true).expect("attend");
-        let (pooled, msum) = reference(&t, d, &spec, &b);
-        close(&got.pooled, &pooled);
-        close(&got.masked_sum, &msum);
+        let got = matches_reference(&t, d, &spec, &b);
         // Rows with nothing valid pool exactly zero.
         assert!(got.pooled[..d].iter().all(|&x| x == 0.0));
         assert!(got.pooled[3 * d..4 * d].iter().all(|&x| x == 0.0));
@@ -652,10 +658,7 @@ mod tests {
                 mask: &mask,
                 query: &query,
             };
-            let got = attend(&t, d, &spec, &b, true, true).expect("attend");
-            let (pooled, msum) = reference(&t, d, &spec, &b);
-            close(&got.pooled, &pooled);
-            close(&got.masked_sum, &msum);
+            matches_reference(&t, d, &spec, &b);
         }
     }
 
