@@ -160,11 +160,13 @@ fn serve(model_path: &Path, inputs: &Path, batches: &[usize]) -> Result<()> {
                 "nofuse": nofuse.engine().fused_retrievals(),
             },
             "rewrites": format!(
-                "{} retrievals, {} attentions, {} gate mixes, {} embedding lookups",
+                "{} retrievals, {} attentions, {} gate mixes, {} embedding lookups fused; {} \
+                 MatMuls merged",
                 default.engine().fused_retrievals(),
                 default.engine().fused_attentions(),
                 default.engine().fused_gates(),
-                default.engine().fused_lookups()
+                default.engine().fused_lookups(),
+                default.engine().merged_linear()
             ),
         })
     )?;

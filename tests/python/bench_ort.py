@@ -157,7 +157,7 @@ def cmd_compare(a):
         os.replace(a.json + ".tmp", a.json)
 
     print(f"\nonnxruntime {ort.__version__}; tract one thread (default options: "
-          f"{ready.get('rewrites', '?')} fused); {a.rounds} rounds × "
+          f"{ready.get('rewrites', '?')}); {a.rounds} rounds × "
           f"≥ {a.seconds} s and ≥ {a.min_calls} calls per case and round after {a.warmup} "
           f"warm-up calls; times in µs\n")
     print("| batch | ORT threads | tract p50 | tract p99 | tract rows/s | ORT p50 | ORT p99 "
