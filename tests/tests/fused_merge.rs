@@ -13,9 +13,9 @@ mod common;
 
 use uie_compile::pipeline::{compile_with, CompileOptions};
 use uie_compile::verify::{batch_inputs, run_engine};
-use uie_e2e::{near_tie_rows, train_movielens_uie};
+use uie_e2e::{find_output, near_tie_rows, train_movielens_uie};
 use uie_model::parity::within_tolerance;
-use uie_model::{Checkpoint, RawBatch, Tensor, TensorData};
+use uie_model::{Checkpoint, RawBatch, TensorData};
 use uie_runtime::engine::{Engine, EngineOptions};
 
 const BATCHES: [usize; 3] = [1, 7, 256];
@@ -32,10 +32,6 @@ fn engine(bytes: &[u8], optimize: bool, merge_linear: bool) -> Engine {
         },
     )
     .expect("tract loads the model")
-}
-
-fn output<'a>(outs: &'a [(String, Tensor)], name: &str) -> Option<&'a Tensor> {
-    outs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
 }
 
 #[derive(Default, Debug)]
@@ -80,7 +76,7 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, st: &mut Stats) -> us
                 } else {
                     ck.config.uie.upe.k
                 };
-                if let Some(s) = output(&want, scores) {
+                if let Some(s) = find_output(&want, scores) {
                     for (t, v) in ties.iter_mut().zip(near_tie_rows(s, k)) {
                         *t |= v;
                     }
@@ -88,7 +84,7 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, st: &mut Stats) -> us
             }
             assert_eq!(got.len(), want.len(), "{case}");
             for (name, w) in &want {
-                let g = output(&got, name).expect("same outputs");
+                let g = find_output(&got, name).expect("same outputs");
                 assert_eq!(g.shape, w.shape, "{case} {name}");
                 let (TensorData::F32(g), TensorData::F32(w)) = (&g.data, &w.data) else {
                     let (TensorData::I64(g), TensorData::I64(w)) = (&g.data, &w.data) else {
