@@ -17,6 +17,7 @@ use uie_model::{Checkpoint, Config, Plan, Tensor, TensorData, TensorMap};
 use uie_train::data::Splits;
 
 pub mod latency;
+pub mod rewrite_parity;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

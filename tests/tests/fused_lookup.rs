@@ -11,6 +11,7 @@
 mod common;
 
 use uie_compile::verify::{batch_inputs, run_engine};
+use uie_e2e::rewrite_parity::{history_if_sequence, spread_rows};
 use uie_e2e::train_movielens_uie;
 use uie_model::schema::Plan;
 use uie_model::{Checkpoint, RawBatch};
@@ -107,15 +108,10 @@ fn checkpoints() -> Vec<(&'static str, Checkpoint)> {
 }
 
 fn batch_for(ck: &Checkpoint, n: usize, seed: u64) -> RawBatch {
-    let batch = common::rows_with_history(&ck.config, n, 5, seed);
-    if ck.config.features.sequence.is_some() {
-        batch
-    } else {
-        RawBatch {
-            history: None,
-            ..batch
-        }
-    }
+    history_if_sequence(
+        &ck.config,
+        common::rows_with_history(&ck.config, n, 5, seed),
+    )
 }
 
 #[test]
@@ -150,9 +146,7 @@ fn movielens_trained_fused_lookups_equal_standard() {
     let (ck, splits) = train_movielens_uie(tmp.path()).expect("training");
     let test = &splits.test.batch;
     for n in BATCHES {
-        let step = (test.n / n).max(1);
-        let rows: Vec<usize> = (0..test.n).step_by(step).take(n).collect();
-        let batch = test.take(&rows);
+        let batch = spread_rows(test, n);
         compare("MovieLens UIE", &ck, &batch);
         compare("MovieLens UIE extreme ids", &ck, &extreme_ids(&ck, &batch));
     }

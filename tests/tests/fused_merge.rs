@@ -13,9 +13,11 @@ mod common;
 
 use uie_compile::pipeline::{compile_with, CompileOptions};
 use uie_compile::verify::{batch_inputs, run_engine};
-use uie_e2e::{find_output, near_tie_rows, train_movielens_uie};
-use uie_model::parity::within_tolerance;
-use uie_model::{Checkpoint, RawBatch, TensorData};
+use uie_e2e::rewrite_parity::{
+    compare_rewrite, history_if_sequence, mark_near_ties, spread_rows, RewriteStats,
+};
+use uie_e2e::train_movielens_uie;
+use uie_model::{Checkpoint, RawBatch};
 use uie_runtime::engine::{Engine, EngineOptions};
 
 const BATCHES: [usize; 3] = [1, 7, 256];
@@ -34,17 +36,9 @@ fn engine(bytes: &[u8], optimize: bool, merge_linear: bool) -> Engine {
     .expect("tract loads the model")
 }
 
-#[derive(Default, Debug)]
-struct Stats {
-    rows: usize,
-    near_ties: usize,
-    worst: f32,
-    values: usize,
-}
-
 /// Compares the merged and unmerged engines on `batch`, every output, debug outputs on and off,
 /// plain and optimised. Returns how many MatMuls the merge removed.
-fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, st: &mut Stats) -> usize {
+fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, st: &mut RewriteStats) -> usize {
     let inputs = batch_inputs(&ck.config, batch).expect("inputs");
     let n = batch.n;
     let mut ties = vec![false; n];
@@ -70,71 +64,23 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, st: &mut Stats) -> us
             assert_eq!(standard.output_names(), fused.output_names(), "{case}");
             let want = run_engine(&standard, &inputs, "standard").expect("standard run");
             let got = run_engine(&fused, &inputs, "merged").expect("merged run");
-            for scores in ["debug.ucse.scores", "debug.upe.scores"] {
-                let k = if scores.contains("ucse") {
-                    ck.config.uie.ucse.k
-                } else {
-                    ck.config.uie.upe.k
-                };
-                if let Some(s) = find_output(&want, scores) {
-                    for (t, v) in ties.iter_mut().zip(near_tie_rows(s, k)) {
-                        *t |= v;
-                    }
-                }
-            }
-            assert_eq!(got.len(), want.len(), "{case}");
-            for (name, w) in &want {
-                let g = find_output(&got, name).expect("same outputs");
-                assert_eq!(g.shape, w.shape, "{case} {name}");
-                let (TensorData::F32(g), TensorData::F32(w)) = (&g.data, &w.data) else {
-                    let (TensorData::I64(g), TensorData::I64(w)) = (&g.data, &w.data) else {
-                        panic!("{case} {name}: mixed types");
-                    };
-                    let k = g.len() / n.max(1);
-                    for (row, (a, b)) in g.chunks_exact(k).zip(w.chunks_exact(k)).enumerate() {
-                        assert!(ties[row] || a == b, "{case} {name} row {row}");
-                    }
-                    continue;
-                };
-                let per_row = w.len() / n.max(1);
-                for (i, (&a, &b)) in g.iter().zip(w).enumerate() {
-                    assert!(!a.is_nan(), "{case} {name}: NaN at {i}");
-                    if ties[i / per_row.max(1)] {
-                        continue;
-                    }
-                    st.values += 1;
-                    st.worst = st.worst.max((a - b).abs());
-                    assert!(
-                        within_tolerance(a, b),
-                        "{case} {name} value {i}: merged {a} vs unmerged {b}"
-                    );
-                }
-            }
+            let retrievals = [
+                ("debug.ucse.scores", ck.config.uie.ucse.k),
+                ("debug.upe.scores", ck.config.uie.upe.k),
+            ];
+            mark_near_ties(&mut ties, &want, &retrievals);
+            compare_rewrite(&case, &got, &want, &ties, st);
         }
     }
-    st.rows += n;
-    st.near_ties += ties.iter().filter(|&&t| t).count();
+    st.add_rows(&ties);
     merged.unwrap_or(0)
 }
 
-fn report(label: &str, st: &Stats) {
-    println!(
-        "{label}: {} rows, {} near-tie rows exempt, {} values compared, worst |diff| {:e}",
-        st.rows, st.near_ties, st.values, st.worst
-    );
-    assert!(st.values > 0, "{label}: nothing compared");
-}
-
 fn batch_for(ck: &Checkpoint, n: usize, seed: u64) -> RawBatch {
-    let batch = common::rows_with_history(&ck.config, n, 5, seed);
-    if ck.config.features.sequence.is_some() {
-        batch
-    } else {
-        RawBatch {
-            history: None,
-            ..batch
-        }
-    }
+    history_if_sequence(
+        &ck.config,
+        common::rows_with_history(&ck.config, n, 5, seed),
+    )
 }
 
 #[test]
@@ -146,11 +92,11 @@ fn random_checkpoints_merged_equal_unmerged() {
         ),
         ("full UIE", common::uie_checkpoint(17)),
     ] {
-        let mut st = Stats::default();
+        let mut st = RewriteStats::default();
         for n in BATCHES {
             compare(label, &ck, &batch_for(&ck, n, 400 + n as u64), &mut st);
         }
-        report(label, &st);
+        st.report(label);
     }
 }
 
@@ -170,12 +116,10 @@ fn movielens_trained_merged_equal_unmerged() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (ck, splits) = train_movielens_uie(tmp.path()).expect("training");
     let test = &splits.test.batch;
-    let mut st = Stats::default();
+    let mut st = RewriteStats::default();
     for n in BATCHES {
-        let step = (test.n / n).max(1);
-        let rows: Vec<usize> = (0..test.n).step_by(step).take(n).collect();
-        let merged = compare("MovieLens UIE", &ck, &test.take(&rows), &mut st);
+        let merged = compare("MovieLens UIE", &ck, &spread_rows(test, n), &mut st);
         assert!(merged > 0);
     }
-    report("MovieLens UIE", &st);
+    st.report("MovieLens UIE");
 }

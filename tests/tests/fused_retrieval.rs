@@ -12,8 +12,10 @@ mod common;
 
 use uie_compile::pipeline::{compile_with, CompileOptions};
 use uie_compile::verify::{batch_inputs, run_engine};
-use uie_e2e::{duplicated_centres, find_output, near_tie_rows, train_movielens_uie, zero_centres};
-use uie_model::parity::within_tolerance;
+use uie_e2e::rewrite_parity::{
+    compare_rewrite, history_if_sequence, mark_near_ties, select_outputs, spread_rows, RewriteStats,
+};
+use uie_e2e::{duplicated_centres, find_output, train_movielens_uie, zero_centres};
 use uie_model::{Checkpoint, RawBatch};
 use uie_runtime::engine::{Engine, EngineOptions};
 
@@ -33,10 +35,7 @@ fn engine(bytes: &[u8], optimize: bool, fuse_retrieval: bool) -> Engine {
 
 #[derive(Default, Debug)]
 struct Stats {
-    rows: usize,
-    near_ties: usize,
-    worst: f32,
-    index_mismatches: Vec<String>,
+    parity: RewriteStats,
     kept_nothing: usize,
 }
 
@@ -75,9 +74,7 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, expect_fused: usize, 
                 let Some(s) = find_output(&want, scores) else {
                     continue;
                 };
-                for (t, v) in ties.iter_mut().zip(near_tie_rows(s, k)) {
-                    *t |= v;
-                }
+                mark_near_ties(&mut ties, &want, &[(scores, k)]);
                 let kept = s
                     .as_f32()
                     .expect("f32")
@@ -85,59 +82,42 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, expect_fused: usize, 
                     .filter(|row| row.iter().all(|&x| x <= 0.0))
                     .count();
                 st.kept_nothing += kept;
-                let (g, w) = (
-                    find_output(&got, indices).expect("fused indices"),
-                    find_output(&want, indices).expect("standard indices"),
+                // The retrieved indices, exactly except on the near-tie rows found so far.
+                assert!(
+                    find_output(&want, indices).is_some(),
+                    "{case}: no {indices}"
                 );
-                assert_eq!(g.shape, w.shape, "{case} {indices}");
-                let (g, w) = (g.as_i64().expect("i64"), w.as_i64().expect("i64"));
-                for (row, &tie) in ties.iter().enumerate() {
-                    let r = row * k..(row + 1) * k;
-                    if g[r.clone()] != w[r] && !tie {
-                        st.index_mismatches
-                            .push(format!("{case} {indices} row {row}"));
-                    }
-                }
+                compare_rewrite(
+                    &case,
+                    &select_outputs(&got, &[indices]),
+                    &select_outputs(&want, &[indices]),
+                    &ties,
+                    &mut st.parity,
+                );
             }
-            st.rows += batch.n;
-            st.near_ties += ties.iter().filter(|&&t| t).count();
-            let t = ck.config.tasks.len();
+            st.parity.add_rows(&ties);
+            // Every output has the same shape; `probs` is compared by §7.
             for (name, w) in &want {
                 let g = find_output(&got, name).expect("same outputs");
                 assert_eq!(g.shape, w.shape, "{case} {name}");
-                if name != "probs" {
-                    continue;
-                }
-                let (g, w) = (g.as_f32().expect("f32"), w.as_f32().expect("f32"));
-                for (i, (&a, &b)) in g.iter().zip(w).enumerate() {
-                    let d = (a - b).abs();
-                    assert!(!a.is_nan(), "{case}: NaN at {i}");
-                    if !ties[i / t] {
-                        st.worst = st.worst.max(d);
-                    }
-                    assert!(
-                        within_tolerance(a, b) || ties[i / t],
-                        "{case} row {} task {}: fused {a} vs standard {b}",
-                        i / t,
-                        i % t
-                    );
-                }
             }
+            compare_rewrite(
+                &case,
+                &select_outputs(&got, &["probs"]),
+                &select_outputs(&want, &["probs"]),
+                &ties,
+                &mut st.parity,
+            );
         }
     }
 }
 
 fn report(label: &str, st: &Stats) {
+    st.parity.report(label);
     println!(
-        "{label}: {} rows compared, largest |probs diff| {:.3e}, near-tie rows {}, rows where a \
-         retrieval keeps nothing {}, index mismatches outside near ties {}",
-        st.rows,
-        st.worst,
-        st.near_ties,
-        st.kept_nothing,
-        st.index_mismatches.len()
+        "{label}: rows where a retrieval keeps nothing {}",
+        st.kept_nothing
     );
-    assert!(st.index_mismatches.is_empty(), "{:?}", st.index_mismatches);
 }
 
 #[test]
@@ -170,14 +150,7 @@ fn model_without_retrieval_fuses_nothing_and_runs_unchanged() {
     for ck in [plain, ucbe] {
         let bytes = uie_compile::compile(&ck).expect("compile");
         let batch = common::rows_with_history(&ck.config, 7, 5, 9);
-        let batch = if ck.config.features.sequence.is_some() {
-            batch
-        } else {
-            RawBatch {
-                history: None,
-                ..batch
-            }
-        };
+        let batch = history_if_sequence(&ck.config, batch);
         let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
         for optimize in [false, true] {
             let fused = engine(&bytes, optimize, true);
@@ -214,9 +187,7 @@ fn movielens_trained_fused_equals_standard() {
     let mut st = Stats::default();
     for (label, ck) in &variants {
         for n in BATCHES {
-            let step = (test.n / n).max(1);
-            let rows: Vec<usize> = (0..test.n).step_by(step).take(n).collect();
-            compare(label, ck, &test.take(&rows), 2, &mut st);
+            compare(label, ck, &spread_rows(test, n), 2, &mut st);
         }
     }
     report("MovieLens UIE", &st);

@@ -16,9 +16,9 @@ mod common;
 
 use uie_compile::pipeline::{compile_with, CompileOptions};
 use uie_compile::verify::{batch_inputs, run_engine};
-use uie_e2e::{find_output, near_tie_rows, train_movielens_uie};
-use uie_model::parity::within_tolerance;
-use uie_model::{Checkpoint, Plan, RawBatch, Tensor, TensorData};
+use uie_e2e::rewrite_parity::{compare_rewrite, mark_near_ties, spread_rows, RewriteStats};
+use uie_e2e::train_movielens_uie;
+use uie_model::{Checkpoint, Plan, RawBatch, Tensor};
 use uie_runtime::engine::{Engine, EngineOptions};
 
 const BATCHES: [usize; 3] = [1, 7, 256];
@@ -77,14 +77,6 @@ fn gates(ck: &Checkpoint) -> usize {
         .sum()
 }
 
-#[derive(Default, Debug)]
-struct Stats {
-    rows: usize,
-    near_ties: usize,
-    worst: f32,
-    values: usize,
-}
-
 /// `inputs` with `hist_len` replaced by `f(row, L)`.
 fn with_len(inputs: &[(String, Tensor)], f: impl Fn(usize, i64) -> i64) -> Vec<(String, Tensor)> {
     let width = inputs
@@ -112,19 +104,19 @@ fn compare(
     ck: &Checkpoint,
     inputs: &[(String, Tensor)],
     expect_fused: usize,
-    st: &mut Stats,
+    st: &mut RewriteStats,
 ) {
-    compare_rewrite(Rewrite::Attention, label, ck, inputs, expect_fused, st);
+    compare_one(Rewrite::Attention, label, ck, inputs, expect_fused, st);
 }
 
 /// [`compare`] for one rewrite.
-fn compare_rewrite(
+fn compare_one(
     rewrite: Rewrite,
     label: &str,
     ck: &Checkpoint,
     inputs: &[(String, Tensor)],
     expect_fused: usize,
-    st: &mut Stats,
+    st: &mut RewriteStats,
 ) {
     let n = inputs.first().map(|(_, t)| t.shape[0]).expect("inputs");
     let mut ties = vec![false; n];
@@ -152,59 +144,22 @@ fn compare_rewrite(
                 assert_eq!(standard.output_names(), fused.output_names(), "{case}");
                 let want = run_engine(&standard, inputs, "standard").expect("standard run");
                 let got = run_engine(&fused, inputs, "fused").expect("fused run");
-                if let Some(s) = find_output(&want, "debug.ucse.scores") {
-                    for (t, v) in ties.iter_mut().zip(near_tie_rows(s, ck.config.uie.ucse.k)) {
-                        *t |= v;
-                    }
-                }
-                for (name, w) in &want {
-                    let g = find_output(&got, name).expect("same outputs");
-                    assert_eq!(g.shape, w.shape, "{case} {name}");
-                    let (TensorData::F32(g), TensorData::F32(w)) = (&g.data, &w.data) else {
-                        // Retrieved indices: equal except on near-tie rows.
-                        let (TensorData::I64(g), TensorData::I64(w)) = (&g.data, &w.data) else {
-                            panic!("{case} {name}: mixed types");
-                        };
-                        let k = g.len() / n;
-                        for (row, (a, b)) in g.chunks_exact(k).zip(w.chunks_exact(k)).enumerate() {
-                            assert!(ties[row] || a == b, "{case} {name} row {row}");
-                        }
-                        continue;
-                    };
-                    let per_row = w.len() / n.max(1);
-                    for (i, (&a, &b)) in g.iter().zip(w).enumerate() {
-                        assert!(!a.is_nan(), "{case} {name}: NaN at {i}");
-                        let row = i / per_row.max(1);
-                        if ties[row] {
-                            continue;
-                        }
-                        st.values += 1;
-                        st.worst = st.worst.max((a - b).abs());
-                        assert!(
-                            within_tolerance(a, b),
-                            "{case} {name} row {row} value {i}: fused {a} vs standard {b}"
-                        );
-                    }
-                }
+                mark_near_ties(
+                    &mut ties,
+                    &want,
+                    &[("debug.ucse.scores", ck.config.uie.ucse.k)],
+                );
+                compare_rewrite(&case, &got, &want, &ties, st);
             }
         }
     }
-    st.rows += n;
-    st.near_ties += ties.iter().filter(|&&t| t).count();
-}
-
-fn report(label: &str, st: &Stats) {
-    println!(
-        "{label}: {} rows, {} values compared, largest |diff| {:.3e}, near-tie rows {}",
-        st.rows, st.values, st.worst, st.near_ties
-    );
-    assert!(st.values > 0);
+    st.add_rows(&ties);
 }
 
 #[test]
 fn random_uie_checkpoint_fused_attention_equals_standard() {
     let ck = common::uie_checkpoint(23);
-    let mut st = Stats::default();
+    let mut st = RewriteStats::default();
     for width in [5usize, 1] {
         for n in BATCHES {
             let batch = common::rows_with_history(&ck.config, n, width, 300 + n as u64);
@@ -224,7 +179,7 @@ fn random_uie_checkpoint_fused_attention_equals_standard() {
     compare("odd lengths", &ck, &odd, 2, &mut st);
     let full = with_len(&inputs, |_, l| l);
     compare("full", &ck, &full, 2, &mut st);
-    report("random UIE", &st);
+    st.report("random UIE");
 }
 
 #[test]
@@ -233,13 +188,13 @@ fn sequence_without_ucse_fuses_the_sequence_attention_alone() {
     config.uie.upe.enabled = false;
     config.uie.ucse.enabled = false;
     let ck = common::checkpoint(config, 8);
-    let mut st = Stats::default();
+    let mut st = RewriteStats::default();
     for n in BATCHES {
         let batch = common::rows_with_history(&ck.config, n, 5, 40 + n as u64);
         let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
         compare("sequence only", &ck, &inputs, 1, &mut st);
     }
-    report("sequence only", &st);
+    st.report("sequence only");
 }
 
 #[test]
@@ -273,14 +228,12 @@ fn movielens_trained_fused_attention_equals_standard() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (ck, splits) = train_movielens_uie(tmp.path()).expect("training");
     let test = &splits.test.batch;
-    let mut st = Stats::default();
+    let mut st = RewriteStats::default();
     for n in BATCHES {
-        let step = (test.n / n).max(1);
-        let rows: Vec<usize> = (0..test.n).step_by(step).take(n).collect();
-        let batch: RawBatch = test.take(&rows);
+        let batch: RawBatch = spread_rows(test, n);
         let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
         compare("MovieLens", &ck, &inputs, 2, &mut st);
-        compare_rewrite(
+        compare_one(
             Rewrite::Gates,
             "MovieLens",
             &ck,
@@ -289,21 +242,21 @@ fn movielens_trained_fused_attention_equals_standard() {
             &mut st,
         );
     }
-    report("MovieLens UIE", &st);
+    st.report("MovieLens UIE");
 }
 
 #[test]
 fn fused_gate_mix_equals_standard_on_uie_and_plain_ple() {
     let uie = common::uie_checkpoint(31);
     let plain = common::checkpoint(common::config(common::TINY), 12);
-    let mut st = Stats::default();
+    let mut st = RewriteStats::default();
     for n in BATCHES {
         let batch = common::rows_with_history(&uie.config, n, 5, 500 + n as u64);
         let inputs = batch_inputs(&uie.config, &batch).expect("inputs");
-        compare_rewrite(Rewrite::Gates, "UIE", &uie, &inputs, gates(&uie), &mut st);
+        compare_one(Rewrite::Gates, "UIE", &uie, &inputs, gates(&uie), &mut st);
         let batch = common::rows(&plain.config, n, 600 + n as u64);
         let inputs = batch_inputs(&plain.config, &batch).expect("inputs");
-        compare_rewrite(
+        compare_one(
             Rewrite::Gates,
             "plain",
             &plain,
@@ -313,5 +266,5 @@ fn fused_gate_mix_equals_standard_on_uie_and_plain_ple() {
         );
     }
     assert!(gates(&plain) >= 3 && gates(&uie) >= 1);
-    report("gate mix", &st);
+    st.report("gate mix");
 }
