@@ -4,10 +4,13 @@
 //! matched by the rewritten one by the rule of `uie-model.md` §7 — retrieved indices (int64)
 //! exactly except on near-tie rows ([`near_tie_rows`]), float values within
 //! [`within_tolerance`] except on near-tie rows, and never NaN. [`RewriteStats`] counts what was
-//! compared and [`RewriteStats::report`] prints it and fails when nothing was.
+//! compared and [`RewriteStats::report`] prints it and fails when nothing was. The smaller helpers
+//! build what the tests feed both engines: [`debug_builds`], [`spread_rows`],
+//! [`history_if_sequence`].
 
+use uie_compile::pipeline::{compile_with, CompileOptions};
 use uie_model::parity::within_tolerance;
-use uie_model::{Config, RawBatch, Tensor, TensorData};
+use uie_model::{Checkpoint, Config, RawBatch, Tensor, TensorData};
 
 use crate::{find_output, near_tie_rows};
 
@@ -128,4 +131,16 @@ pub fn history_if_sequence(config: &Config, batch: RawBatch) -> RawBatch {
             ..batch
         }
     }
+}
+
+/// `checkpoint` compiled with debug outputs (first) and without: `(debug_outputs, model bytes)`.
+pub fn debug_builds(checkpoint: &Checkpoint) -> anyhow::Result<[(bool, Vec<u8>); 2]> {
+    let build = |debug_outputs| {
+        let opts = CompileOptions {
+            debug_outputs,
+            ..CompileOptions::default()
+        };
+        compile_with(checkpoint, &opts).map(|bytes| (debug_outputs, bytes))
+    };
+    Ok([build(true)?, build(false)?])
 }

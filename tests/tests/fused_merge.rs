@@ -11,10 +11,9 @@
 #[path = "../../crates/uie-compile/tests/common/mod.rs"]
 mod common;
 
-use uie_compile::pipeline::{compile_with, CompileOptions};
 use uie_compile::verify::{batch_inputs, run_engine};
 use uie_e2e::rewrite_parity::{
-    compare_rewrite, history_if_sequence, mark_near_ties, spread_rows, RewriteStats,
+    compare_rewrite, debug_builds, history_if_sequence, mark_near_ties, spread_rows, RewriteStats,
 };
 use uie_e2e::train_movielens_uie;
 use uie_model::{Checkpoint, RawBatch};
@@ -43,12 +42,7 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, st: &mut RewriteStats
     let n = batch.n;
     let mut ties = vec![false; n];
     let mut merged = None;
-    for debug_outputs in [true, false] {
-        let opts = CompileOptions {
-            debug_outputs,
-            ..CompileOptions::default()
-        };
-        let bytes = compile_with(ck, &opts).expect("compile");
+    for (debug_outputs, bytes) in debug_builds(ck).expect("compile") {
         for optimize in [false, true] {
             let case = format!("{label} n={n} debug={debug_outputs} optimize={optimize}");
             let standard = engine(&bytes, optimize, false);

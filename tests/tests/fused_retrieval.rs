@@ -10,10 +10,10 @@
 #[path = "../../crates/uie-compile/tests/common/mod.rs"]
 mod common;
 
-use uie_compile::pipeline::{compile_with, CompileOptions};
 use uie_compile::verify::{batch_inputs, run_engine};
 use uie_e2e::rewrite_parity::{
-    compare_rewrite, history_if_sequence, mark_near_ties, select_outputs, spread_rows, RewriteStats,
+    compare_rewrite, debug_builds, history_if_sequence, mark_near_ties, select_outputs,
+    spread_rows, RewriteStats,
 };
 use uie_e2e::{duplicated_centres, find_output, train_movielens_uie, zero_centres};
 use uie_model::{Checkpoint, RawBatch};
@@ -51,12 +51,7 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, expect_fused: usize, 
         ),
     ];
     let inputs = batch_inputs(&ck.config, batch).expect("inputs");
-    for debug_outputs in [true, false] {
-        let opts = CompileOptions {
-            debug_outputs,
-            ..CompileOptions::default()
-        };
-        let bytes = compile_with(ck, &opts).expect("compile");
+    for (debug_outputs, bytes) in debug_builds(ck).expect("compile") {
         for optimize in [false, true] {
             let case = format!(
                 "{label} n={} debug={debug_outputs} optimize={optimize}",

@@ -14,9 +14,10 @@
 #[path = "../../crates/uie-compile/tests/common/mod.rs"]
 mod common;
 
-use uie_compile::pipeline::{compile_with, CompileOptions};
 use uie_compile::verify::{batch_inputs, run_engine};
-use uie_e2e::rewrite_parity::{compare_rewrite, mark_near_ties, spread_rows, RewriteStats};
+use uie_e2e::rewrite_parity::{
+    compare_rewrite, debug_builds, mark_near_ties, spread_rows, RewriteStats,
+};
 use uie_e2e::train_movielens_uie;
 use uie_model::{Checkpoint, Plan, RawBatch, Tensor};
 use uie_runtime::engine::{Engine, EngineOptions};
@@ -120,12 +121,7 @@ fn compare_one(
 ) {
     let n = inputs.first().map(|(_, t)| t.shape[0]).expect("inputs");
     let mut ties = vec![false; n];
-    for debug_outputs in [true, false] {
-        let opts = CompileOptions {
-            debug_outputs,
-            ..CompileOptions::default()
-        };
-        let bytes = compile_with(ck, &opts).expect("compile");
+    for (debug_outputs, bytes) in debug_builds(ck).expect("compile") {
         for optimize in [false, true] {
             for fuse_retrieval in [true, false] {
                 let case = format!(
