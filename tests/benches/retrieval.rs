@@ -86,6 +86,7 @@ fn bench(c: &mut Criterion) {
                 fuse_gates: fuse,
                 fuse_lookups,
                 merge_linear: fuse,
+                clear_upper_state: fuse,
             },
         )
         .expect("load");

@@ -9,7 +9,8 @@
 //!   split.
 //! - `serve --model FILE --inputs DIR [--batches 1,16,256]`: loads the model twice, with the
 //!   default [`EngineOptions`] (`default`: whatever rewrites the runtime applies by default, so
-//!   future ones are measured automatically) and with the fused retrieval off (`nofuse`), prints
+//!   future ones are measured automatically) and with every runtime addition off (`nofuse`: no
+//!   rewrite, no upper-state clearing; plain tract on the standard graph), prints
 //!   one JSON line `{"ready": …}`, then answers each stdin line `VARIANT BATCH SECONDS MIN_CALLS
 //!   WARMUP` with one JSON line of per-call latencies in ns. The Python driver interleaves these
 //!   requests with its ONNX Runtime runs, so load on the machine affects both sides alike.
@@ -135,7 +136,8 @@ fn serve(model_path: &Path, inputs: &Path, batches: &[usize]) -> Result<()> {
     let default = Model::load_with(model_path, EngineOptions::default())?;
     let nofuse = Model::load_with(
         model_path,
-        // The runtime's rewrites all off: the standard ONNX graph as tract optimises it.
+        // The runtime's rewrites and its upper-state clearing all off: the standard ONNX graph as
+        // tract optimises and runs it.
         EngineOptions {
             optimize: true,
             fuse_retrieval: false,
@@ -143,6 +145,7 @@ fn serve(model_path: &Path, inputs: &Path, batches: &[usize]) -> Result<()> {
             fuse_gates: false,
             fuse_lookups: false,
             merge_linear: false,
+            clear_upper_state: false,
         },
     )?;
     let mut requests = Vec::new();

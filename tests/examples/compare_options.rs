@@ -1,6 +1,6 @@
 //! Interleaved timing of `uie-runtime` engine options on the compiled MovieLens model: the
-//! default options (every runtime rewrite), without the fused gate mixes, without the fused
-//! attention, and without any rewrite
+//! default options (every runtime rewrite), without the linear merge, without the fused gate
+//! mixes, without the fused attention, without the upper-state clearing, and without any of them
 //! (optimised, one thread), at batch 1, 16 and 256. Variants run in alternating blocks within
 //! each round, so machine load drifts hit all of them alike; the table gives the median per-call
 //! time over rounds and the median of the per-round ratios.
@@ -58,12 +58,21 @@ fn main() -> anyhow::Result<()> {
             },
         ),
         (
+            "no upper-state clearing",
+            EngineOptions {
+                clear_upper_state: false,
+                ..all
+            },
+        ),
+        (
             "no rewrite",
             EngineOptions {
                 fuse_attention: false,
                 fuse_retrieval: false,
                 fuse_gates: false,
+                fuse_lookups: false,
                 merge_linear: false,
+                clear_upper_state: false,
                 ..all
             },
         ),

@@ -46,6 +46,7 @@ fn main() -> anyhow::Result<()> {
                     fuse_gates: fuse_retrieval,
                     fuse_lookups,
                     merge_linear: fuse_retrieval,
+                    clear_upper_state: fuse_retrieval,
                 },
             )
         })

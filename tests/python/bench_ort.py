@@ -6,7 +6,7 @@ Two commands:
           [--seconds 1.0] [--min-calls 100] [--warmup 20] [--json OUT]
       Starts the tract harness (`BIN serve`, tests/examples/bench_inference.rs) on the same model
       and inputs, then for each round and batch size times, in turn, tract with the runtime's
-      default options, tract with the runtime's rewrites off, and ONNX Runtime with each intra-op
+      default options, plain tract (the runtime's rewrites and register clearing off), and ONNX Runtime with each intra-op
       thread count, each for a chunk of at least SECONDS and MIN_CALLS calls after WARMUP untimed
       calls. The order of the sides rotates from one round to the next, so load on the machine
       affects every side alike. The samples of all rounds are pooled per case; the command prints
@@ -170,7 +170,7 @@ def cmd_compare(a):
             print(f"| {n} | {t} | {tr['p50_us']:.1f} | {tr['p99_us']:.1f} | {tr['rows_per_s']:.0f} "
                   f"| {o['p50_us']:.1f} | {o['p99_us']:.1f} | {o['rows_per_s']:.0f} "
                   f"| {o['p50_us'] / tr['p50_us']:.2f}× |")
-    print("\n| batch | tract default p50 | tract, runtime rewrites off, p50 | off / default |")
+    print("\n| batch | tract default p50 | plain tract (runtime additions off) p50 | off / default |")
     print("|---:|---:|---:|---:|")
     for n in batches:
         d, o = summary[f"tract/{n}"], summary[f"tract-nofuse/{n}"]

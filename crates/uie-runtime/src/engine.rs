@@ -9,7 +9,8 @@
 //! retrieval sub-graph is replaced by the runtime's fused op right after typing, before tract's
 //! optimiser (module [`crate::fused`]); with `fuse_attention` (the default) so is each target
 //! attention over gathered table rows, with `fuse_gates` (the default) each PLE gate mix, and with
-//! `fuse_lookups` (the default) each hashed-embedding lookup.
+//! `fuse_lookups` (the default) each hashed-embedding lookup. With `clear_upper_state` (the
+//! default) every node of the plan is followed by a `vzeroupper` (module [`crate::upper`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -148,6 +149,11 @@ pub struct EngineOptions {
     /// weights, with their bias Adds) into one MatMul followed by a column slice per layer
     /// ([`crate::fused::merge`]) (true, the default) or leave them apart (false).
     pub merge_linear: bool,
+    /// Clear the upper halves of the vector registers (`vzeroupper`) after every node of the
+    /// plan (true, the default) or not (false): tract's AVX kernels leave them dirty, which slows
+    /// every later legacy-SSE instruction down (module [`crate::upper`]). The results are the
+    /// same either way; only the speed differs.
+    pub clear_upper_state: bool,
 }
 
 impl Default for EngineOptions {
@@ -159,6 +165,7 @@ impl Default for EngineOptions {
             fuse_attention: true,
             fuse_gates: true,
             merge_linear: true,
+            clear_upper_state: true,
         }
     }
 }
@@ -181,6 +188,7 @@ pub struct Engine {
     fused_attentions: usize,
     fused_gates: usize,
     merged_linear: usize,
+    clear_upper_state: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -311,6 +319,7 @@ impl Engine {
             fused_attentions,
             fused_gates,
             merged_linear,
+            clear_upper_state: opts.clear_upper_state,
         })
     }
 
@@ -411,7 +420,17 @@ impl Engine {
             values.push(value.to_tvalue(&spec.name)?);
         }
         let plan = Arc::clone(&self.plan);
-        let outputs = match catch_unwind(AssertUnwindSafe(move || plan.run(values))) {
+        let clear = self.clear_upper_state;
+        let outputs = match catch_unwind(AssertUnwindSafe(move || {
+            let mut state = plan.spawn()?;
+            state.run_plan_with_eval(values, |ctx, op_state, node, ins| {
+                let r = tract_onnx::tract_core::plan::eval(ctx, op_state, node, ins);
+                if clear {
+                    crate::upper::clear();
+                }
+                r
+            })
+        })) {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => return Err(RuntimeError::Run(format!("{e:#}"))),
             Err(_) => return Err(RuntimeError::Run("tract panicked".into())),
@@ -459,6 +478,9 @@ impl Engine {
                 state.run_plan_with_eval(values.clone(), |ctx, op_state, node, ins| {
                     let t0 = std::time::Instant::now();
                     let r = tract_onnx::tract_core::plan::eval(ctx, op_state, node, ins);
+                    if self.clear_upper_state {
+                        crate::upper::clear();
+                    }
                     times[node.id] += t0.elapsed().as_nanos();
                     r
                 })?;

@@ -16,6 +16,7 @@ pub mod error;
 pub mod fused;
 pub mod handle;
 pub mod model;
+pub mod upper;
 
 pub use engine::{Engine, EngineOptions, Value};
 pub use error::RuntimeError;
