@@ -114,6 +114,11 @@ enum Cmd {
         /// Time tract with the fused retrieval off (engine `tract-nofuse` in the CSV).
         #[arg(long)]
         no_fuse: bool,
+        /// Keep the last point's model (`<work>/<sweep>.onnx`) and inputs
+        /// (`<work>/inputs_<n>.json`), for `cargo run --release -p uie-e2e --example profile --
+        /// <work>/<sweep>.onnx <work>`.
+        #[arg(long)]
+        keep: bool,
     },
     /// Redraw every PNG from the CSVs in --figures.
     Plot {
@@ -383,15 +388,27 @@ fn measure(
     Ok(out)
 }
 
+/// The switches of `run`.
+#[derive(Clone, Copy)]
+struct RunFlags {
+    no_ort: bool,
+    no_fuse: bool,
+    keep: bool,
+}
+
 fn run(
     sweep: Sweep,
     points: Vec<usize>,
     work: &Path,
     figures: &Path,
     budget: Budget,
-    no_ort: bool,
-    no_fuse: bool,
+    flags: RunFlags,
 ) -> Result<()> {
+    let RunFlags {
+        no_ort,
+        no_fuse,
+        keep,
+    } = flags;
     std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
     std::fs::create_dir_all(figures).with_context(|| format!("creating {}", figures.display()))?;
     let points = if points.is_empty() {
@@ -436,9 +453,17 @@ fn run(
             });
         }
         let result = measure(point, &model, &feeds, budget, no_ort, no_fuse);
-        remove_model(&model);
         for f in &feeds {
-            let _ = std::fs::remove_file(&f.path);
+            if keep {
+                let kept = work.join(format!("inputs_{}.json", f.batch));
+                std::fs::rename(&f.path, &kept)
+                    .with_context(|| format!("renaming to {}", kept.display()))?;
+            } else {
+                let _ = std::fs::remove_file(&f.path);
+            }
+        }
+        if !keep {
+            remove_model(&model);
         }
         let mut rows = result?;
         if sweep == Sweep::Batch {
@@ -738,6 +763,7 @@ fn main() -> Result<()> {
             min_calls,
             no_ort,
             no_fuse,
+            keep,
         } => run(
             sweep,
             points,
@@ -748,8 +774,11 @@ fn main() -> Result<()> {
                 min_seconds: seconds,
                 min_calls,
             },
-            no_ort,
-            no_fuse,
+            RunFlags {
+                no_ort,
+                no_fuse,
+                keep,
+            },
         ),
         Cmd::Plot { figures } => {
             for sweep in Sweep::all() {

@@ -3,9 +3,11 @@
 //! 256.
 //!
 //! Reads the files `scripts/bench-retrieval.sh` writes (`target/bench-retrieval/model.onnx` and
-//! `inputs_<n>.json`), or the model given as the first argument.
+//! `inputs_<n>.json`), or the model given as the first argument and the `inputs_<n>.json` of the
+//! directory given as the second (e.g. those `bench_scaling run --keep` leaves), at the batch
+//! sizes given as the third (comma-separated; default 1,16,256).
 //!
-//! Usage: `cargo run --release -p uie-e2e --example profile [model.onnx]`
+//! Usage: `cargo run --release -p uie-e2e --example profile [model.onnx [inputs-dir [batches]]]`
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,14 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("model.onnx"));
+    let inputs_dir = std::env::args().nth(2).map(PathBuf::from).unwrap_or(root);
+    let batches: Vec<usize> = match std::env::args().nth(3) {
+        Some(list) => list
+            .split(',')
+            .map(|b| b.trim().parse())
+            .collect::<Result<_, _>>()?,
+        None => vec![1, 16, 256],
+    };
     let engine = Engine::load_path(&model, EngineOptions::default())?;
     println!(
         "model {}: {} retrievals, {} attentions, {} gate mixes fused, {} MatMuls merged away",
@@ -52,8 +62,8 @@ fn main() -> anyhow::Result<()> {
         engine.fused_gates(),
         engine.merged_linear()
     );
-    for n in [1usize, 16, 256] {
-        let values = read_batch_values(&root, n)?;
+    for n in batches {
+        let values = read_batch_values(&inputs_dir, n)?;
         let inputs = run_inputs(&values);
         let runs = (2000 / n).max(20) as u128;
         engine.profile(&inputs, 10)?;

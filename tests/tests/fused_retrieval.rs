@@ -4,7 +4,8 @@
 //! scores closer than 1e-5 with the larger positive), at batch sizes 1, 7 and 256, plain and
 //! optimised; on a seeded random-weights UIE checkpoint (clustered tables: rows that keep
 //! nothing, a duplicated centre), its zero-centres and duplicated-centres variants, and a briefly
-//! trained MovieLens checkpoint. The fused count is the number of retrievals (UPE + UCSE); a model
+//! trained MovieLens checkpoint; and on tables large enough to be scored in blocks inside the
+//! fused op (70,000 centres). The fused count is the number of retrievals (UPE + UCSE); a model
 //! without retrieval fuses nothing; `fuse_retrieval: false` runs the standard ops.
 
 #[path = "../../crates/uie-compile/tests/common/mod.rs"]
@@ -131,6 +132,36 @@ fn random_uie_checkpoint_fused_equals_standard() {
         }
     }
     report("random UIE", &st);
+    assert!(st.kept_nothing > 0, "some rows must keep nothing");
+}
+
+/// Tables of `BLOCKED_MIN_CENTRES` centres and more are scored inside the fused op, chunk of
+/// centres by chunk and a block of rows at a time (`RetrievalInput::QueryBlocks`): 70,000 centres
+/// make several chunks for both retrievals (the last one partial) and, at batch 256, several row
+/// blocks per chunk; the zero-centres variant ties every score across every chunk boundary.
+#[test]
+fn large_tables_scored_in_blocks_equal_standard() {
+    const CENTRES: usize = 70_000;
+    const { assert!(CENTRES >= uie_runtime::fused::pattern::BLOCKED_MIN_CENTRES) };
+    let mut config = common::config(common::TINY_UIE);
+    config.uie.upe.centres = CENTRES;
+    config.uie.ucse.centres = CENTRES;
+    let chunk = |d: usize| uie_runtime::fused::pattern::CHUNK_TABLE_BYTES / (4 * d);
+    assert!(CENTRES > 2 * chunk(config.uie.dim) && CENTRES > 2 * chunk(config.model.embed_dim));
+    let ck = common::uie_checkpoint_with(config, 29);
+    let variants = [
+        ("random", ck.clone()),
+        ("zero-centres", zero_centres(&ck)),
+        ("duplicated-centres", duplicated_centres(&ck)),
+    ];
+    let mut st = Stats::default();
+    for (label, ck) in &variants {
+        for n in BATCHES {
+            let batch = common::rows_with_history(&ck.config, n, 5, 3000 + n as u64);
+            compare(label, ck, &batch, 2, &mut st);
+        }
+    }
+    report("large-table UIE", &st);
     assert!(st.kept_nothing > 0, "some rows must keep nothing");
 }
 

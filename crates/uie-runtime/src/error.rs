@@ -6,7 +6,7 @@ pub enum RuntimeError {
     /// The model file could not be read or is not a valid ONNX model for tract.
     #[error("loading {what}: {message}")]
     Load {
-        /// The path, or "<bytes>".
+        /// The path, or `"<bytes>"`.
         what: String,
         /// tract's explanation.
         message: String,

@@ -277,7 +277,12 @@ fn clustered_table(rows: usize, width: usize, rng: &mut Rng) -> Vec<f32> {
 /// [`checkpoint`] of `TINY_UIE` with clustered centre tables (rows that retrieve nothing, a
 /// duplicated centre) and a personal memory with a zero row (a user never updated).
 pub fn uie_checkpoint(seed: u64) -> Checkpoint {
-    let mut ck = checkpoint(config(TINY_UIE), seed);
+    uie_checkpoint_with(config(TINY_UIE), seed)
+}
+
+/// [`uie_checkpoint`] of another UIE config (e.g. `TINY_UIE` with more centres).
+pub fn uie_checkpoint_with(config: Config, seed: u64) -> Checkpoint {
+    let mut ck = checkpoint(config, seed);
     let mut rng = Rng::new(seed ^ 0xABCD);
     for name in ["memory.upe", "memory.ucse"] {
         let shape = ck.weights[name].shape.clone();

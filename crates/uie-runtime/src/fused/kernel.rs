@@ -19,7 +19,9 @@
 //!
 //! [`retrieve_scored`] is the same per-row part on scores computed elsewhere (the runtime's
 //! rewrite feeds it tract's MatMul output: tract picks AVX2/FMA matrix kernels at run time, which
-//! this safe code, built for the baseline target, cannot).
+//! this safe code, built for the baseline target, cannot). [`ScoredRows`] is the same again fed
+//! blocks of rows × chunks of centres, each row keeping its K best between chunks (the rewrite's
+//! path for large tables, where the whole `[B, N]` scores would not fit in cache).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -218,8 +220,20 @@ fn insert(vals: &mut [f32], idx: &mut [usize], filled: usize, s: f32, i: usize) 
 /// full list). Once the list is full, a chunk of `LANES` scores none of which beats the K-th is
 /// skipped with one branch. Returns how many slots are filled (`min(K, N)`).
 fn top_k(scores: &[f32], vals: &mut [f32], idx: &mut [usize]) -> usize {
+    top_k_from(scores, 0, vals, idx, 0)
+}
+
+/// [`top_k`] continued: `scores` are those of indices `base..`, and the list already holds
+/// `filled` entries from the indices before `base`.
+fn top_k_from(
+    scores: &[f32],
+    base: usize,
+    vals: &mut [f32],
+    idx: &mut [usize],
+    filled: usize,
+) -> usize {
     let k = vals.len();
-    let mut filled = 0usize;
+    let mut filled = filled;
     let (chunks, tail) = scores.as_chunks::<LANES>();
     for (c, chunk) in chunks.iter().enumerate() {
         if filled == k {
@@ -230,14 +244,14 @@ fn top_k(scores: &[f32], vals: &mut [f32], idx: &mut [usize]) -> usize {
         }
         for (l, &s) in chunk.iter().enumerate() {
             if filled < k || s > vals[k - 1] {
-                filled = insert(vals, idx, filled, s, c * LANES + l);
+                filled = insert(vals, idx, filled, s, base + c * LANES + l);
             }
         }
     }
-    let base = chunks.len() * LANES;
+    let tail_base = base + chunks.len() * LANES;
     for (l, &s) in tail.iter().enumerate() {
         if filled < k || s > vals[k - 1] {
-            filled = insert(vals, idx, filled, s, base + l);
+            filled = insert(vals, idx, filled, s, tail_base + l);
         }
     }
     filled
@@ -317,6 +331,106 @@ pub fn retrieve_scored(
     Ok(sink.out)
 }
 
+/// [`retrieve_scored`] fed a block of scores at a time: `rows` rows against the `N` centres, in
+/// blocks `[r, c]` of rows `first_row..first_row + r` by centres `first_centre..first_centre + c`
+/// ([`ScoredRows::push`]); each row's centres must arrive in increasing order, each row keeping
+/// its K best so far between blocks (the same scan as one pass over the row, so the same result,
+/// ties included). [`ScoredRows::finish`] then does the mask, weights, gather and sum. Only one
+/// block of scores needs to exist at a time.
+pub struct ScoredRows<'t> {
+    sink: RowSink<'t>,
+    k: usize,
+    vals: Vec<f32>,
+    idx: Vec<usize>,
+    filled: Vec<usize>,
+    seen: Vec<usize>,
+}
+
+impl<'t> ScoredRows<'t> {
+    /// A retrieval of `rows` rows against `table`.
+    pub fn new(
+        table: &'t CentreTable,
+        k: usize,
+        wants: Wants,
+        rows: usize,
+    ) -> Result<Self, KernelError> {
+        if k == 0 || k > table.n {
+            return Err(KernelError::BadK { k, n: table.n });
+        }
+        Ok(ScoredRows {
+            sink: RowSink::new(table, k, wants, rows),
+            k,
+            vals: vec![0.0; rows * k],
+            idx: vec![0; rows * k],
+            filled: vec![0; rows],
+            seen: vec![0; rows],
+        })
+    }
+
+    /// A block of scores `[r, c]` row-major: rows `first_row..` against centres
+    /// `first_centre..first_centre + c`, which must be the next centres of each of those rows.
+    pub fn push(
+        &mut self,
+        scores: &[f32],
+        c: usize,
+        first_row: usize,
+        first_centre: usize,
+    ) -> Result<(), KernelError> {
+        let n = self.sink.table.n;
+        let bad = || KernelError::BadQuery {
+            len: scores.len(),
+            d: c,
+        };
+        if c == 0 || !scores.len().is_multiple_of(c) || first_centre + c > n {
+            return Err(bad());
+        }
+        let r = scores.len() / c;
+        if first_row + r > self.filled.len() {
+            return Err(bad());
+        }
+        if self.seen[first_row..first_row + r]
+            .iter()
+            .any(|&seen| seen != first_centre)
+        {
+            return Err(bad());
+        }
+        let k = self.k;
+        for (j, s) in scores.chunks_exact(c).enumerate() {
+            let row = first_row + j;
+            self.filled[row] = top_k_from(
+                s,
+                first_centre,
+                &mut self.vals[row * k..(row + 1) * k],
+                &mut self.idx[row * k..(row + 1) * k],
+                self.filled[row],
+            );
+            self.seen[row] += c;
+        }
+        Ok(())
+    }
+
+    /// The retrieval of every row; an error if a row has not seen every centre.
+    pub fn finish(mut self) -> Result<Retrieved, KernelError> {
+        let (n, k) = (self.sink.table.n, self.k);
+        for row in 0..self.filled.len() {
+            if self.seen[row] != n {
+                return Err(KernelError::BadQuery {
+                    len: self.seen[row],
+                    d: n,
+                });
+            }
+            self.sink
+                .vals
+                .copy_from_slice(&self.vals[row * k..(row + 1) * k]);
+            self.sink
+                .idx
+                .copy_from_slice(&self.idx[row * k..(row + 1) * k]);
+            self.sink.emit(row);
+        }
+        Ok(self.sink.out)
+    }
+}
+
 /// The per-row part of the retrieval: top K of a row of scores, then what `wants` asks for.
 struct RowSink<'t> {
     table: &'t CentreTable,
@@ -360,11 +474,16 @@ impl<'t> RowSink<'t> {
     }
 
     fn push(&mut self, scores: &[f32], row: usize) {
+        let filled = top_k(scores, &mut self.vals, &mut self.idx);
+        debug_assert_eq!(filled, self.vals.len());
+        self.emit(row);
+    }
+
+    /// The outputs of `row` from its top K in `vals` / `idx` (all K slots filled).
+    fn emit(&mut self, row: usize) {
         let (table, wants, out) = (self.table, self.wants, &mut self.out);
-        let (vals, idx, w) = (&mut self.vals, &mut self.idx, &mut self.w);
+        let (vals, idx, w) = (&self.vals, &self.idx, &mut self.w);
         let d = table.d;
-        let filled = top_k(scores, vals, idx);
-        debug_assert_eq!(filled, vals.len());
         if wants.values {
             out.values.extend_from_slice(vals);
         }
@@ -663,6 +782,66 @@ mod tests {
         let t = CentreTable::from_rows(3, 1, vec![1.0, 2.0, 3.0]).expect("table");
         assert!(retrieve_scored(&t, 1, &[1.0, 2.0], ALL).is_err());
         assert!(retrieve_scored(&t, 4, &[1.0, 2.0, 3.0], ALL).is_err());
+    }
+
+    /// Scores fed in blocks of rows × chunks of centres equal one pass over whole rows, bit for
+    /// bit, ties across chunk boundaries included; pushes out of order or past the end, and an
+    /// unfinished row, are errors.
+    #[test]
+    fn scored_rows_in_blocks_equal_whole_rows() {
+        let mut next = rng(0xB10C);
+        for (n, d, k, b) in [(100, 4, 3, 9), (64, 2, 8, 5), (33, 3, 33, 4), (50, 1, 1, 7)] {
+            let rows: Vec<f32> = (0..n * d).map(|_| next()).collect();
+            let t = CentreTable::from_rows(n, d, rows).expect("table");
+            // Scores on a coarse grid: many exact ties, also across chunks.
+            let scores: Vec<f32> = (0..b * n).map(|_| (next() * 3.0).round()).collect();
+            let want = retrieve_scored(&t, k, &scores, ALL).expect("whole rows");
+            for (chunk, block) in [(n, b), (7, 2), (1, 1), (16, 3)] {
+                let mut acc = ScoredRows::new(&t, k, ALL, b).expect("new");
+                let mut first = 0;
+                while first < n {
+                    let c = chunk.min(n - first);
+                    let mut r0 = 0;
+                    while r0 < b {
+                        let r1 = (r0 + block).min(b);
+                        let part: Vec<f32> = (r0..r1)
+                            .flat_map(|r| scores[r * n + first..r * n + first + c].to_vec())
+                            .collect();
+                        acc.push(&part, c, r0, first).expect("push");
+                        r0 = r1;
+                    }
+                    first += c;
+                }
+                assert_eq!(
+                    acc.finish().expect("finish"),
+                    want,
+                    "chunk {chunk} block {block}"
+                );
+            }
+        }
+        let t = CentreTable::from_rows(4, 1, vec![1.0, 2.0, 3.0, 4.0]).expect("table");
+        let mut acc = ScoredRows::new(&t, 2, ALL, 2).expect("new");
+        assert!(
+            acc.push(&[1.0, 2.0], 2, 0, 2).is_err(),
+            "centres 2.. before 0.."
+        );
+        assert!(
+            acc.push(&[1.0, 2.0, 3.0], 2, 0, 0).is_err(),
+            "not whole rows"
+        );
+        assert!(
+            acc.push(&[1.0, 2.0, 3.0, 4.0], 2, 1, 0).is_err(),
+            "past the last row"
+        );
+        assert!(
+            acc.push(&[1.0; 5], 5, 0, 0).is_err(),
+            "past the last centre"
+        );
+        acc.push(&[1.0, 2.0, 3.0, 4.0], 2, 0, 0)
+            .expect("first half of both rows");
+        assert!(acc.finish().is_err(), "rows missing centres 2..4");
+        assert!(ScoredRows::new(&t, 0, ALL, 1).is_err());
+        assert!(ScoredRows::new(&t, 5, ALL, 1).is_err());
     }
 
     #[test]

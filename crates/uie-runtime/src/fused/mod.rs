@@ -7,8 +7,11 @@
 //! whose kernel ([`kernel::retrieve_scored`]) scans each row of scores once keeping the K best and
 //! does the mask, the softmax, the gather and the weighted sum in the same pass
 //! ([`kernel::retrieve`] also scores queries itself, with a blocked safe-Rust kernel; measured
-//! slower than tract's MatMul at batch 256, so the rewrite keeps the MatMul). tract's TopK sorts every row of
-//! `[B, N]` scores; this is what made tract ~8× slower than ONNX Runtime at batch 256.
+//! slower than tract's MatMul at batch 16 and 256, so the rewrite keeps the MatMul). For tables of
+//! [`pattern::BLOCKED_MIN_CENTRES`] centres and more the op scores the query itself with that
+//! MatMul split by chunks of centres and blocks of rows, so no `[B, N]` scores tensor exists
+//! ([`op::RetrievalInput`]). tract's TopK sorts every row of `[B, N]` scores; this is what made
+//! tract ~8× slower than ONNX Runtime at batch 256.
 //!
 //! [`Engine`](crate::Engine) applies the rewrite on load unless
 //! [`EngineOptions::fuse_retrieval`](crate::EngineOptions::fuse_retrieval) is false, and reports

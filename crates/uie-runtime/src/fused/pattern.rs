@@ -17,12 +17,18 @@
 //!    constant f32 `[N, d]` table exactly equal to the transpose of `Mᵀ`.
 //! 5. **Sum**: `Rm(1)(Reduce<Sum>[1](Mul(Add(2)(weights), gathered)))`.
 //!
-//! The fused op takes the scores `q · Mᵀ` of the matched MatMul as its input (the MatMul stays in
-//! the graph and tract optimises it like any other): tract's matrix kernels are chosen at run
-//! time for the CPU (AVX2/FMA here), which safe Rust built for the baseline x86-64 target cannot
-//! use, and measured interleaved on the whole MovieLens model this was 1.1× faster at batch 256
-//! and equal at batch 1 and 16 than scoring in the op with the blocked kernel of
-//! [`super::kernel::retrieve`] (BENCHMARKS.md, issue 8).
+//! For a table of fewer than [`BLOCKED_MIN_CENTRES`] centres the fused op takes the scores
+//! `q · Mᵀ` of the matched MatMul as its input (the MatMul stays in the graph and tract optimises
+//! it like any other): tract's matrix kernels are chosen at run time for the CPU (AVX2/FMA,
+//! AVX-512), which safe Rust built for the baseline x86-64 target cannot use, and measured
+//! interleaved on the whole MovieLens model this was faster at batch 16 and 256 and equal at
+//! batch 1 than scoring in the op with the blocked kernel of [`super::kernel::retrieve`]
+//! (BENCHMARKS.md, issue 8). For a larger table the `[B, N]` scores tensor itself is the cost
+//! (67 MB at B = 256, N = 65,536: written, faulted in page by page, read back), so the op takes
+//! the MatMul's query instead and scores it with the same MatMul split into one-node tract plans
+//! over column chunks of `Mᵀ` ([`CHUNK_TABLE_BYTES`] each), a block of rows at a time, folding
+//! each block into the rows' K best ([`RetrievalInput::QueryBlocks`],
+//! [`super::kernel::ScoredRows`]).
 //!
 //! Only the outlets of matched nodes that have consumers outside the match (or are model outputs)
 //! are rewired to the fused op; everything else is left in place, and nodes left without
@@ -42,10 +48,68 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
 
 use super::kernel::CentreTable;
-use super::op::{RetrievalOutput, UieRetrieval};
+use super::op::{BlockScorers, ChunkScorer, RetrievalInput, RetrievalOutput, UieRetrieval};
 
 /// Smallest accepted mask fill: `exp(−200)` is 0 in f32.
 const MIN_FILL: f32 = 200.0;
+
+/// Tables of at least this many centres are scored in blocks inside the op
+/// ([`RetrievalInput::QueryBlocks`]); smaller ones by the graph's MatMul.
+pub const BLOCKED_MIN_CENTRES: usize = 4096;
+
+/// Bytes of the centre table per chunk of [`RetrievalInput::QueryBlocks`] (a chunk of `C`
+/// centres of width `d` is `4·C·d` bytes): it stays in the L2 cache while every row block is
+/// scored against it.
+pub const CHUNK_TABLE_BYTES: usize = 1 << 19;
+
+/// The block scorers of the matched MatMul (`scores`' node: the query `[R, d]` by its constant
+/// `Mᵀ` `[d, N]`): one one-node plan for the whole table and one per column chunk of `Mᵀ` (when
+/// there is more than one), with a free row count `R`, each optimised as tract optimises any
+/// model.
+fn block_scorers(model: &TypedModel, scores: OutletId) -> TractResult<BlockScorers> {
+    let mm = model.node(scores.node);
+    let [query, table_t] = mm.inputs.as_slice() else {
+        bail!("the scores MatMul has {} inputs", mm.inputs.len());
+    };
+    let d = model.outlet_fact(*query)?.shape[1].to_usize()?;
+    let Some(table) = model.outlet_fact(*table_t)?.konst.clone() else {
+        bail!("the scores MatMul's table is not a constant");
+    };
+    let n = table.shape()[1];
+    let scorer = |first: usize, len: usize| -> TractResult<ChunkScorer> {
+        let mut inner = TypedModel::default();
+        let rows = inner.sym("R");
+        let q = inner.add_source("query", f32::fact([TDim::Sym(rows), TDim::from(d)]))?;
+        let part = if first == 0 && len == n {
+            table.clone()
+        } else {
+            table.slice(1, first, first + len)?.into_arc_tensor()
+        };
+        let t = inner.add_const("centres_t", part)?;
+        let s = inner.wire_node("scores", mm.op.clone(), &[q, t])?;
+        inner.select_output_outlets(&s)?;
+        Ok(ChunkScorer {
+            first,
+            len,
+            plan: inner.into_optimized()?.into_runnable()?,
+        })
+    };
+    let whole = scorer(0, n)?;
+    let per_chunk = (CHUNK_TABLE_BYTES / (4 * d.max(1))).max(1);
+    let chunks = if per_chunk >= n {
+        vec![whole.clone()]
+    } else {
+        let mut chunks = Vec::new();
+        let mut first = 0;
+        while first < n {
+            let len = per_chunk.min(n - first);
+            chunks.push(scorer(first, len)?);
+            first += len;
+        }
+        chunks
+    };
+    Ok(BlockScorers { whole, chunks })
+}
 
 /// One matched retrieval: the scores outlet, the op's parameters, and which outlets it replaces.
 struct Match {
@@ -342,11 +406,22 @@ fn apply(
         centres: Arc::new(m.table.clone()),
         with_weights: m.with_weights,
         outputs: outputs.clone(),
-        scored: true,
+        input: if m.table.centres() >= BLOCKED_MIN_CENTRES {
+            RetrievalInput::QueryBlocks(block_scorers(model, m.scores).ok()?)
+        } else {
+            RetrievalInput::Scores
+        },
     };
     let mut patch = TypedModelPatch::new(format!("fuse retrieval {}", m.name));
-    // The fused op reads the scores of the graph's own MatMul (see the module doc).
-    let q = patch.tap_model(model, m.scores).ok()?;
+    // The fused op reads the scores of the graph's own MatMul, or for a large table the MatMul's
+    // query (see the module doc).
+    let q = match op.input {
+        RetrievalInput::Scores => patch.tap_model(model, m.scores).ok()?,
+        RetrievalInput::QueryBlocks(_) | RetrievalInput::Query => {
+            let query = *model.node(m.scores.node).inputs.first()?;
+            patch.tap_model(model, query).ok()?
+        }
+    };
     let wired = patch.wire_node(&m.name, op, &[q]).ok()?;
     for (outlet, kind) in &shunts {
         let slot = outputs.iter().position(|o| o == kind)?;
