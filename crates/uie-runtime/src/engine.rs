@@ -1,8 +1,9 @@
 //! The low-level engine: an ONNX file loaded by tract, run on named tensors.
 //!
 //! This is the only module that names tract types. [`Engine`] owns one runnable plan behind an
-//! `Arc`: it is `Send + Sync`, and every [`Engine::run`] spawns its own state, so many threads can
-//! run one engine at once. A panic inside tract is caught and returned as [`RuntimeError::Run`].
+//! `Arc`: it is `Send + Sync`, and every [`Engine::run`] runs on a state of its own (taken from a
+//! small pool of the states earlier completed runs left, or a new one), so many threads can run
+//! one engine at once. A panic inside tract is caught and returned as [`RuntimeError::Run`].
 //!
 //! `optimize = false` runs the typed model as loaded ("plain"); `optimize = true` runs tract's
 //! optimised model. Parity tests run both. With `fuse_retrieval` (the default) each centre
@@ -14,7 +15,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
 
@@ -126,6 +127,9 @@ impl Value {
     }
 }
 
+/// Run states an [`Engine`] keeps for reuse (about the number of threads running it at once).
+const POOLED_STATES: usize = 64;
+
 /// How to prepare the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineOptions {
@@ -180,6 +184,9 @@ struct InputSpec {
 #[derive(Clone)]
 pub struct Engine {
     plan: Arc<TypedSimplePlan>,
+    /// Run states of the plan kept between runs (at most [`POOLED_STATES`]), so a run reuses the
+    /// state a previous one left instead of building one.
+    states: Arc<Mutex<Vec<TypedSimpleState>>>,
     inputs: Arc<Vec<InputSpec>>,
     outputs: Arc<Vec<String>>,
     properties: Arc<Vec<(String, String)>>,
@@ -311,6 +318,7 @@ impl Engine {
         }
         Ok(Engine {
             plan,
+            states: Arc::new(Mutex::new(Vec::new())),
             inputs: Arc::new(inputs),
             outputs: Arc::new(outputs),
             properties: Arc::new(properties),
@@ -419,17 +427,27 @@ impl Engine {
             }
             values.push(value.to_tvalue(&spec.name)?);
         }
-        let plan = Arc::clone(&self.plan);
         let clear = self.clear_upper_state;
-        let outputs = match catch_unwind(AssertUnwindSafe(move || {
-            let mut state = plan.spawn()?;
-            state.run_plan_with_eval(values, |ctx, op_state, node, ins| {
+        let outputs = match catch_unwind(AssertUnwindSafe(|| {
+            let pooled = self.states.lock().ok().and_then(|mut pool| pool.pop());
+            let mut state = match pooled {
+                Some(state) => state,
+                None => self.plan.spawn()?,
+            };
+            let out = state.run_plan_with_eval(values, |ctx, op_state, node, ins| {
                 let r = tract_onnx::tract_core::plan::eval(ctx, op_state, node, ins);
                 if clear {
                     crate::upper::clear();
                 }
                 r
-            })
+            })?;
+            // Only a state whose run completed goes back (a failed run may leave values behind).
+            if let Ok(mut pool) = self.states.lock() {
+                if pool.len() < POOLED_STATES {
+                    pool.push(state);
+                }
+            }
+            Ok::<_, TractError>(out)
         })) {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => return Err(RuntimeError::Run(format!("{e:#}"))),
