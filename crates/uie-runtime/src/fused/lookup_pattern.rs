@@ -194,14 +194,11 @@ fn match_gathers(
         if t.datum_type() != f32::datum_type() || t.rank() != 2 {
             continue;
         }
-        let (r, d) = (t.shape()[0], t.shape()[1]);
+        let r = t.shape()[0];
         if (r as u128) < h as u128 {
             continue;
         }
-        let Ok(v) = t.to_plain_array_view::<f32>() else {
-            continue;
-        };
-        let Ok(table) = EmbeddingTable::new(r, d, v.iter().copied().collect()) else {
+        let Ok(table) = EmbeddingTable::from_tensor(t) else {
             continue;
         };
         found.push((OutletId::new(g.id, 0), Arc::new(table)));
