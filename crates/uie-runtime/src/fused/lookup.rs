@@ -119,10 +119,11 @@ pub fn lookup(
         .iter()
         .map(|t| Vec::with_capacity(ids.len() * t.d))
         .collect();
+    let data: Vec<&[f32]> = tables.iter().map(|t| t.data()).collect();
     for &id in ids {
         let row = bucket_of(id, buckets);
-        for (o, t) in out.iter_mut().zip(tables) {
-            let src = t.data().get(row * t.d..(row + 1) * t.d).ok_or_else(|| {
+        for ((o, t), data) in out.iter_mut().zip(tables).zip(&data) {
+            let src = data.get(row * t.d..(row + 1) * t.d).ok_or_else(|| {
                 LookupError::BadTable(format!("row {row} of a {}-row table", t.rows))
             })?;
             o.extend_from_slice(src);
