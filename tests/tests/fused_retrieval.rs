@@ -116,23 +116,28 @@ fn report(label: &str, st: &Stats) {
     );
 }
 
-#[test]
-fn random_uie_checkpoint_fused_equals_standard() {
-    let ck = common::uie_checkpoint(17);
+/// `ck` and its zero-centres and duplicated-centres variants, on seeded rows at every batch size
+/// (row seeds from `seed`); reports under `label` and checks that some rows keep nothing.
+fn compare_random_variants(label: &str, ck: &Checkpoint, seed: u64) {
     let variants = [
         ("random", ck.clone()),
-        ("zero-centres", zero_centres(&ck)),
-        ("duplicated-centres", duplicated_centres(&ck)),
+        ("zero-centres", zero_centres(ck)),
+        ("duplicated-centres", duplicated_centres(ck)),
     ];
     let mut st = Stats::default();
-    for (label, ck) in &variants {
+    for (variant, ck) in &variants {
         for n in BATCHES {
-            let batch = common::rows_with_history(&ck.config, n, 5, 1000 + n as u64);
-            compare(label, ck, &batch, 2, &mut st);
+            let batch = common::rows_with_history(&ck.config, n, 5, seed + n as u64);
+            compare(variant, ck, &batch, 2, &mut st);
         }
     }
-    report("random UIE", &st);
+    report(label, &st);
     assert!(st.kept_nothing > 0, "some rows must keep nothing");
+}
+
+#[test]
+fn random_uie_checkpoint_fused_equals_standard() {
+    compare_random_variants("random UIE", &common::uie_checkpoint(17), 1000);
 }
 
 /// Tables of `BLOCKED_MIN_CENTRES` centres and more are scored inside the fused op, chunk of
@@ -149,20 +154,7 @@ fn large_tables_scored_in_blocks_equal_standard() {
     let chunk = |d: usize| uie_runtime::fused::pattern::CHUNK_TABLE_BYTES / (4 * d);
     assert!(CENTRES > 2 * chunk(config.uie.dim) && CENTRES > 2 * chunk(config.model.embed_dim));
     let ck = common::uie_checkpoint_with(config, 29);
-    let variants = [
-        ("random", ck.clone()),
-        ("zero-centres", zero_centres(&ck)),
-        ("duplicated-centres", duplicated_centres(&ck)),
-    ];
-    let mut st = Stats::default();
-    for (label, ck) in &variants {
-        for n in BATCHES {
-            let batch = common::rows_with_history(&ck.config, n, 5, 3000 + n as u64);
-            compare(label, ck, &batch, 2, &mut st);
-        }
-    }
-    report("large-table UIE", &st);
-    assert!(st.kept_nothing > 0, "some rows must keep nothing");
+    compare_random_variants("large-table UIE", &ck, 3000);
 }
 
 #[test]

@@ -24,6 +24,8 @@ use std::sync::Arc;
 use tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
 use tract_onnx::tract_core::internal::*;
 
+use super::values;
+
 /// Below this, `exp` is exactly 0 in f32 (the smallest subnormal is `e^−103.3`).
 const EXP_UNDERFLOW: f32 = -110.0;
 
@@ -394,15 +396,6 @@ impl Op for UieAttention {
     }
 
     op_as_typed_op!();
-}
-
-/// A contiguous slice of a tensor's values (copied only when the tensor is not contiguous).
-fn values<T: Datum + Copy>(t: &Tensor) -> TractResult<std::borrow::Cow<'_, [T]>> {
-    let view = t.to_plain_array_view::<T>()?;
-    Ok(match view.to_slice() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(view.iter().copied().collect()),
-    })
 }
 
 impl EvalOp for UieAttention {

@@ -15,6 +15,8 @@
 
 use tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
 use tract_onnx::tract_core::internal::*;
+
+use super::values;
 use tract_onnx::tract_core::ops::array::TypedConcat;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
@@ -75,14 +77,6 @@ impl Op for UieGateMix {
     op_as_typed_op!();
 }
 
-fn values(t: &Tensor) -> TractResult<std::borrow::Cow<'_, [f32]>> {
-    let view = t.to_plain_array_view::<f32>()?;
-    Ok(match view.to_slice() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(view.iter().copied().collect()),
-    })
-}
-
 impl EvalOp for UieGateMix {
     op_out_of_plan!();
 
@@ -97,10 +91,10 @@ impl EvalOp for UieGateMix {
             );
         }
         let (n, w) = (experts[0].shape()[0], experts[0].shape()[1]);
-        let l = values(logits)?;
+        let l = values::<f32>(logits)?;
         let xs = experts
             .iter()
-            .map(|x| values(x))
+            .map(|x| values::<f32>(x))
             .collect::<TractResult<Vec<_>>>()?;
         let refs: Vec<&[f32]> = xs.iter().map(|x| x.as_ref()).collect();
         let mut out = vec![0f32; n * w];

@@ -196,16 +196,8 @@ impl EvalOp for UieHashedLookup {
                 ids.datum_type()
             );
         }
-        let view = ids.to_plain_array_view::<i64>()?;
-        let owned;
-        let data = match view.as_slice() {
-            Some(s) => s,
-            None => {
-                owned = view.iter().copied().collect::<Vec<i64>>();
-                &owned
-            }
-        };
-        let outs = lookup(self.buckets, &self.tables, data)?;
+        let data = super::values::<i64>(ids)?;
+        let outs = lookup(self.buckets, &self.tables, &data)?;
         let mut result = TVec::new();
         for (values, t) in outs.into_iter().zip(&self.tables) {
             let mut shape = ids.shape().to_vec();

@@ -36,6 +36,10 @@
 //! expert layers and gates) into one MatMul plus a column slice per layer ([`merge`]);
 //! [`EngineOptions::merge_linear`](crate::EngineOptions::merge_linear) turns it off.
 
+use std::borrow::Cow;
+
+use tract_onnx::tract_core::internal::{Datum, Tensor, TractResult};
+
 pub mod attention;
 pub mod attention_pattern;
 pub mod gate;
@@ -55,3 +59,13 @@ pub use lookup_pattern::fuse_lookups;
 pub use merge::merge_linear;
 pub use op::{RetrievalOutput, UieRetrieval};
 pub use pattern::fuse_retrievals;
+
+/// A tensor's values in row-major order: borrowed when the tensor is laid out contiguously (the
+/// usual case), copied otherwise. What every fused op reads its inputs through.
+pub(crate) fn values<T: Datum + Copy>(t: &Tensor) -> TractResult<Cow<'_, [T]>> {
+    let view = t.to_plain_array_view::<T>()?;
+    Ok(match view.to_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(view.iter().copied().collect()),
+    })
+}

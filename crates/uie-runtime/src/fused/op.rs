@@ -13,6 +13,7 @@ use tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
 use tract_onnx::tract_core::internal::*;
 
 use super::kernel::{retrieve, retrieve_scored, CentreTable, ScoredRows, Wants};
+use super::values;
 
 /// Bytes of scores one block of [`RetrievalInput::QueryBlocks`] holds at most (rows `= max(1,
 /// this / 4C)` for a chunk of `C` centres): small enough to stay in the L2 cache and in the
@@ -164,16 +165,7 @@ impl UieRetrieval {
                         scores.len()
                     );
                 };
-                let view = s.to_plain_array_view::<f32>()?;
-                let owned;
-                let data = match view.as_slice() {
-                    Some(data) => data,
-                    None => {
-                        owned = view.iter().copied().collect::<Vec<f32>>();
-                        &owned
-                    }
-                };
-                acc.push(data, chunk.len, start, chunk.first)?;
+                acc.push(&values::<f32>(s)?, chunk.len, start, chunk.first)?;
                 start = end;
             }
         }
@@ -228,19 +220,11 @@ impl EvalOp for UieRetrieval {
         let mut got = match &self.input {
             RetrievalInput::QueryBlocks(scorers) => self.score_blocks(scorers, &inputs[0], b)?,
             RetrievalInput::Scores | RetrievalInput::Query => {
-                let view = q.to_plain_array_view::<f32>()?;
-                let owned;
-                let data = match view.as_slice() {
-                    Some(s) => s,
-                    None => {
-                        owned = view.iter().copied().collect::<Vec<f32>>();
-                        &owned
-                    }
-                };
+                let data = values::<f32>(q)?;
                 if self.input == RetrievalInput::Scores {
-                    retrieve_scored(&self.centres, self.k, data, self.wants())?
+                    retrieve_scored(&self.centres, self.k, &data, self.wants())?
                 } else {
-                    retrieve(&self.centres, self.k, data, self.wants())?
+                    retrieve(&self.centres, self.k, &data, self.wants())?
                 }
             }
         };
