@@ -16,5 +16,6 @@ cargo build --release --locked --bin uie-train --bin uie-compile
 ./target/release/uie-compile build "$out/best" -o "$out/model.onnx"
 ./target/release/uie-compile verify "$out/model.onnx" --checkpoint "$out/best"
 ./target/release/uie-compile inspect "$out/model.onnx" --summary
-echo "model: $root/$out/model.onnx"
-echo "plots: $root/$out/plots/"
+case "$out" in /*) shown="$out" ;; *) shown="$root/$out" ;; esac
+echo "model: $shown/model.onnx"
+echo "plots: $shown/plots/"
