@@ -385,22 +385,53 @@ fn stream_tensor(
     }
 }
 
-/// A writer that hashes what passes through it (SHA-256).
+/// A writer that hashes what passes through it (SHA-256) on another thread: each written chunk
+/// is copied to the hashing thread (in order, at most [`HASH_QUEUE`] chunks ahead), so hashing
+/// overlaps the writes instead of adding to them.
 struct HashingWriter<'a, W: Write> {
     inner: &'a mut W,
-    hasher: Sha256,
+    chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
 }
+
+/// Chunks the writer may run ahead of the hashing thread.
+const HASH_QUEUE: usize = 8;
 
 impl<W: Write> Write for HashingWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.chunks
+            .send(buf[..n].to_vec())
+            .map_err(|_| std::io::Error::other("the hashing thread stopped"))?;
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// Runs `write` with a [`HashingWriter`] over `inner` and returns its result with the SHA-256 of
+/// everything it wrote (`None` if the hashing thread failed).
+fn write_hashed<W: Write, T>(
+    inner: &mut W,
+    write: impl FnOnce(&mut HashingWriter<'_, W>) -> T,
+) -> (T, Option<[u8; 32]>) {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+        let hasher = scope.spawn(move || {
+            let mut h = Sha256::new();
+            for chunk in rx {
+                h.update(&chunk);
+            }
+            <[u8; 32]>::from(h.finalize())
+        });
+        let out = {
+            let mut w = HashingWriter { inner, chunks: tx };
+            write(&mut w)
+            // `w` (the only sender) is dropped here, which ends the hashing thread's loop.
+        };
+        (out, hasher.join().ok())
+    })
 }
 
 fn write_external(
@@ -443,26 +474,23 @@ fn write_external(
         TempFile::create(&path.with_file_name(format!("{model_name}{DATA_SUFFIX}")))?;
     let dp = data_tmp.path().to_path_buf();
     let pb = progress_bar(cursor, opts, format!("writing the data of {model_name}"));
-    let digest = {
-        let f = data_tmp.file()?;
-        let mut w = HashingWriter {
-            inner: f,
-            hasher: Sha256::new(),
-        };
+    let (written, digest) = write_hashed(data_tmp.file()?, |w| {
         let mut buf = Vec::with_capacity(CHUNK_ELEMS * 8);
         let mut written = 0u64;
         for (_, t, r) in &layout {
             if r.offset > written {
                 let pad = vec![0u8; (r.offset - written) as usize];
-                w.write_all(&pad)
-                    .map_err(|err| CompileError::io(&dp, err))?;
+                w.write_all(&pad)?;
                 pb.inc(pad.len() as u64);
             }
-            stream_tensor(&mut w, t, &mut buf, &pb).map_err(|err| CompileError::io(&dp, err))?;
+            stream_tensor(w, t, &mut buf, &pb)?;
             written = r.offset + r.length;
         }
-        w.hasher.finalize()
-    };
+        Ok::<_, std::io::Error>(())
+    });
+    written.map_err(|err| CompileError::io(&dp, err))?;
+    let digest = digest
+        .ok_or_else(|| CompileError::io(&dp, std::io::Error::other("the hashing thread failed")))?;
     pb.finish_and_clear();
     data_tmp.sync()?;
     let hash: String = digest[..HASH_BYTES]
