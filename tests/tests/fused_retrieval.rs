@@ -155,6 +155,16 @@ fn large_tables_scored_in_blocks_equal_standard() {
     assert!(CENTRES > 2 * chunk(config.uie.dim) && CENTRES > 2 * chunk(config.model.embed_dim));
     let ck = common::uie_checkpoint_with(config, 29);
     compare_random_variants("large-table UIE", &ck, 3000);
+    // An empty batch (no row, no block) is an empty answer, as in the standard graph.
+    let bytes = uie_compile::compile(&ck).expect("compile");
+    let empty = history_if_sequence(&ck.config, common::rows_with_history(&ck.config, 0, 5, 1));
+    let inputs = batch_inputs(&ck.config, &empty).expect("inputs");
+    for optimize in [false, true] {
+        let got = run_engine(&engine(&bytes, optimize, true), &inputs, "fused").expect("fused");
+        let want = run_engine(&engine(&bytes, optimize, false), &inputs, "standard").expect("run");
+        assert_eq!(got, want, "empty batch, optimize={optimize}");
+        assert!(got.iter().all(|(_, t)| t.shape.first() == Some(&0)));
+    }
 }
 
 #[test]
