@@ -123,15 +123,6 @@ fn run_to_end(checkpoint: &Path, out: &Path, external: bool) {
     assert!(status.success(), "uie-compile build failed");
 }
 
-fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .expect("dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 /// When to kill a running build.
 #[derive(Debug, Clone, Copy)]
 enum KillAt {
@@ -254,7 +245,7 @@ fn kill_rounds(external: bool, kill_points: &[KillAt]) {
     let mut want = vec![MODEL.to_string()];
     want.extend(refs[next].0.data.as_ref().map(|(n, _)| n.clone()));
     want.sort();
-    assert_eq!(listing(&out), want);
+    assert_eq!(common::listing(&out), want);
 }
 
 #[test]

@@ -51,22 +51,12 @@ fn tract_probs_path(path: &Path, optimize: bool, ck: &Checkpoint, n: usize) -> T
 
 /// The one data file of the model file `model` in `dir` (`<model>.<16 hex>.data`), by name.
 fn data_name(dir: &Path, model: &str) -> String {
-    let names: Vec<String> = listing(dir)
+    let names: Vec<String> = common::listing(dir)
         .into_iter()
         .filter(|n| onnx::is_data_file_of(model, n))
         .collect();
     assert_eq!(names.len(), 1, "data files of {model}: {names:?}");
     names[0].clone()
-}
-
-/// Every entry of a directory, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .expect("dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -86,7 +76,7 @@ fn every_initializer_external_aligned_and_tract_matches_inline() {
     assert_eq!(data.path, tmp.path().join(&location));
     assert_eq!(bytes.len() as u64, data.bytes);
     assert_eq!(
-        listing(tmp.path()),
+        common::listing(tmp.path()),
         vec!["model.onnx".to_string(), location.clone()]
     );
 
@@ -137,7 +127,7 @@ fn only_tables_at_or_above_the_threshold_go_external() {
     let solo = tmp.path().join("solo.onnx");
     let report = write(&ck, &solo, &external(1 << 30));
     assert!(report.data.is_none());
-    assert!(!listing(tmp.path())
+    assert!(!common::listing(tmp.path())
         .iter()
         .any(|n| n.starts_with("solo.onnx.")));
 }
@@ -154,10 +144,10 @@ fn two_compiles_are_byte_identical() {
     }
     let data = data_name(a.path(), "model.onnx");
     assert_eq!(
-        listing(a.path()),
+        common::listing(a.path()),
         vec!["model.onnx".to_string(), data.clone()]
     );
-    assert_eq!(listing(a.path()), listing(b.path()));
+    assert_eq!(common::listing(a.path()), common::listing(b.path()));
     for f in ["model.onnx", data.as_str()] {
         let x = std::fs::read(a.path().join(f)).expect("a");
         let y = std::fs::read(b.path().join(f)).expect("b");
@@ -165,7 +155,7 @@ fn two_compiles_are_byte_identical() {
     }
     // Compiling again over the same output keeps the same two files.
     write(&ck, &a.path().join("model.onnx"), &external(64));
-    assert_eq!(listing(a.path()), listing(b.path()));
+    assert_eq!(common::listing(a.path()), common::listing(b.path()));
 }
 
 #[test]
@@ -196,7 +186,7 @@ fn replacing_an_output_removes_the_data_files_the_new_model_does_not_reference()
         "other.onnx.0123456789abcdef.data".to_string(),
     ];
     want.sort();
-    assert_eq!(listing(tmp.path()), want);
+    assert_eq!(common::listing(tmp.path()), want);
     let got = tract_probs_path(&model, true, &ck_b, 4);
     let expected = tract_probs(
         &compile(&ck_b).expect("inline"),
@@ -207,7 +197,7 @@ fn replacing_an_output_removes_the_data_files_the_new_model_does_not_reference()
     assert_close("replaced", &got, &expected);
     // An inline model over it leaves no data file of its name.
     write(&ck_a, &model, &WriteOptions::default());
-    assert!(!listing(tmp.path())
+    assert!(!common::listing(tmp.path())
         .iter()
         .any(|n| onnx::is_data_file_of("model.onnx", n)));
 }
@@ -233,7 +223,7 @@ fn past_the_inline_limit_external_data_is_automatic() {
     let solo = tmp.path().join("solo.onnx");
     let report = onnx::write_model(&graph, &solo, &WriteOptions::default()).expect("write");
     assert!(!report.automatic && report.data.is_none());
-    assert!(!listing(tmp.path())
+    assert!(!common::listing(tmp.path())
         .iter()
         .any(|n| n.starts_with("solo.onnx.")));
 }
@@ -249,7 +239,7 @@ fn a_failed_write_leaves_no_partial_file() {
     std::fs::write(&file, b"x").expect("file");
     let err = onnx::write_model(&graph, &file.join("model.onnx"), &external(0));
     assert!(err.is_err());
-    assert_eq!(listing(tmp.path()), vec!["not-a-dir"]);
+    assert_eq!(common::listing(tmp.path()), vec!["not-a-dir"]);
 
     // The data file is written, then renaming the model fails (a directory holds its name):
     // neither the data file nor a temporary remains.
@@ -258,7 +248,7 @@ fn a_failed_write_leaves_no_partial_file() {
     let err = onnx::write_model(&graph, &out.join("model.onnx"), &external(0))
         .expect_err("renaming onto a non-empty directory fails");
     assert!(err.to_string().contains("model.onnx"), "{err}");
-    assert_eq!(listing(&out), vec!["model.onnx"]);
+    assert_eq!(common::listing(&out), vec!["model.onnx"]);
     assert!(out.join("model.onnx").is_dir());
 
     // A bad alignment is an error before anything is written.
@@ -273,7 +263,7 @@ fn a_failed_write_leaves_no_partial_file() {
     std::fs::create_dir(&clean).expect("dir");
     let err = onnx::write_model(&graph, &clean.join("m.onnx"), &opts).expect_err("alignment");
     assert!(err.to_string().contains("power of two"), "{err}");
-    assert!(listing(&clean).is_empty());
+    assert!(common::listing(&clean).is_empty());
 }
 
 /// A graph with a `rows × width` memory table (entry `i` is `i / 2`) and nodes of two UIE
@@ -535,17 +525,9 @@ fn the_owned_path_writes_the_same_bytes_as_the_copying_one() {
         .expect("owned external");
     assert!(report.data.expect("data file").tensors > 1);
     // Same file names (the data file is named by its content) and the same bytes.
-    let listing = |dir: &std::path::Path| {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .expect("listing")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
-    let names = listing(&c);
+    let names = common::listing(&c);
     assert_eq!(names.len(), 2, "model and data file: {names:?}");
-    assert_eq!(names, listing(&d));
+    assert_eq!(names, common::listing(&d));
     for f in &names {
         let (x, y) = (c.join(f), d.join(f));
         let xb = std::fs::read(&x).expect("x");

@@ -351,3 +351,13 @@ pub fn reference_outputs(
         .collect();
     uie_compile::eval::evaluate(graph, &named).expect("evaluates")
 }
+
+/// Every entry of a directory, sorted.
+pub fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
