@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::{EvalContext, OpState};
 
 use crate::error::RuntimeError;
 
@@ -427,7 +428,6 @@ impl Engine {
             }
             values.push(value.to_tvalue(&spec.name)?);
         }
-        let clear = self.clear_upper_state;
         let outputs = match catch_unwind(AssertUnwindSafe(|| {
             let pooled = self.states.lock().ok().and_then(|mut pool| pool.pop());
             let mut state = match pooled {
@@ -435,11 +435,7 @@ impl Engine {
                 None => self.plan.spawn()?,
             };
             let out = state.run_plan_with_eval(values, |ctx, op_state, node, ins| {
-                let r = tract_onnx::tract_core::plan::eval(ctx, op_state, node, ins);
-                if clear {
-                    crate::upper::clear();
-                }
-                r
+                self.eval_node(ctx, op_state, node, ins)
             })?;
             // Only a state whose run completed goes back (a failed run may leave values behind).
             if let Ok(mut pool) = self.states.lock() {
@@ -473,6 +469,22 @@ pub struct NodeTime {
 }
 
 impl Engine {
+    /// One node's evaluation as the engine runs it ([`Engine::run`] and [`Engine::profile`]):
+    /// tract's own, then the upper-state clearing when it is on.
+    fn eval_node(
+        &self,
+        ctx: &EvalContext,
+        op_state: Option<&mut (dyn OpState + 'static)>,
+        node: &TypedNode,
+        inputs: TVec<TValue>,
+    ) -> TractResult<TVec<TValue>> {
+        let r = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+        if self.clear_upper_state {
+            crate::upper::clear();
+        }
+        r
+    }
+
     /// Runs the plan `runs` times on `inputs` and returns the wall time spent in each node, in
     /// plan order (a diagnostic for finding where tract spends its time; inputs are checked as in
     /// [`Engine::run`] by a first plain run).
@@ -495,10 +507,7 @@ impl Engine {
             for _ in 0..runs {
                 state.run_plan_with_eval(values.clone(), |ctx, op_state, node, ins| {
                     let t0 = std::time::Instant::now();
-                    let r = tract_onnx::tract_core::plan::eval(ctx, op_state, node, ins);
-                    if self.clear_upper_state {
-                        crate::upper::clear();
-                    }
+                    let r = self.eval_node(ctx, op_state, node, ins);
                     times[node.id] += t0.elapsed().as_nanos();
                     r
                 })?;
