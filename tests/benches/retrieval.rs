@@ -14,10 +14,10 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use uie_compile::verify::{batch_inputs, to_value};
+use uie_compile::verify::batch_inputs;
 use uie_e2e::latency::write_inputs_json;
 use uie_model::{Checkpoint, Config, Tensor};
-use uie_runtime::engine::{Engine, EngineOptions, Value};
+use uie_runtime::engine::{Engine, EngineOptions};
 use uie_train::train::load_data;
 use uie_train::{train, TrainOptions};
 
@@ -102,9 +102,9 @@ fn bench(c: &mut Criterion) {
     .collect();
     let mut group = c.benchmark_group("movielens_uie");
     for (n, inputs) in &batches {
-        let values: Vec<(&str, Value)> = inputs
+        let values: Vec<(&str, Tensor)> = inputs
             .iter()
-            .map(|(name, t)| (name.as_str(), to_value(t)))
+            .map(|(name, t)| (name.as_str(), t.clone()))
             .collect();
         for (label, engine) in &engines {
             group.bench_with_input(BenchmarkId::new(*label, n), &values, |b, v| {

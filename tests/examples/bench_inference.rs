@@ -30,7 +30,7 @@ use uie_compile::verify::batch_inputs;
 use uie_e2e::latency::{read_batch_values, summarise, time_calls, write_inputs_json, Budget};
 use uie_e2e::repo_root;
 use uie_model::Checkpoint;
-use uie_runtime::{Batch, EngineOptions, Model};
+use uie_runtime::{EngineOptions, Model, RawBatch};
 
 #[derive(Parser)]
 #[command(about = "tract side of the inference benchmark")]
@@ -121,11 +121,14 @@ fn prepare(checkpoint: Option<PathBuf>, out: &Path, batches: &[usize]) -> Result
 }
 
 /// The request of a batch size, read from `<inputs>/inputs_<n>.json`.
-fn load_batch(model: &Model, inputs: &Path, n: usize) -> Result<Batch> {
-    Ok(model.batch_from_tensors(&read_batch_values(inputs, n)?)?)
+fn load_batch(model: &Model, inputs: &Path, n: usize) -> Result<RawBatch> {
+    Ok(RawBatch::from_tensors(
+        model.schema(),
+        read_batch_values(inputs, n)?,
+    )?)
 }
 
-fn time_predict(model: &Model, batch: &Batch, budget: Budget) -> Result<Vec<u64>> {
+fn time_predict(model: &Model, batch: &RawBatch, budget: Budget) -> Result<Vec<u64>> {
     time_calls(budget, || {
         model.predict(batch)?;
         Ok(())

@@ -34,12 +34,12 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use uie_compile::onnx::{is_data_file_of, write_model, ExternalDataOptions, WriteOptions};
 use uie_compile::pipeline::build_graph;
-use uie_compile::verify::{batch_inputs, to_value};
+use uie_compile::verify::batch_inputs;
 use uie_e2e::latency::{summarise, time_calls, write_inputs_json, Budget};
 use uie_e2e::{python, random_checkpoint, repo_root, Rng};
 use uie_model::batch::History;
 use uie_model::{Config, RawBatch};
-use uie_runtime::{EngineOptions, Model, Value};
+use uie_runtime::{EngineOptions, Model, Tensor};
 
 /// The sizes a sweep varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -294,7 +294,7 @@ fn remove_model(model: &Path) {
 struct Feed {
     batch: usize,
     path: PathBuf,
-    tensors: Vec<(String, Value)>,
+    tensors: Vec<(String, Tensor)>,
 }
 
 /// Times tract and (unless `no_ort`) ONNX Runtime on one compiled model, one case per batch.
@@ -319,7 +319,7 @@ fn measure(
         batch: n, tensors, ..
     } in feeds
     {
-        let batch = m.batch_from_tensors(tensors)?;
+        let batch = RawBatch::from_tensors(m.schema(), tensors.clone())?;
         let samples = time_calls(budget, || {
             m.predict(&batch)?;
             Ok(())
@@ -442,10 +442,7 @@ fn run(
             let inputs = batch_inputs(&cfg, &rows(&cfg, n, l, seed + n as u64))?;
             let path = work.join(format!("{}-inputs-{n}.json", sweep.name()));
             write_inputs_json(&path, &inputs)?;
-            let tensors = inputs
-                .iter()
-                .map(|(name, t)| (name.clone(), to_value(t)))
-                .collect();
+            let tensors = inputs.clone();
             feeds.push(Feed {
                 batch: n,
                 path,

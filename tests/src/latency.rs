@@ -10,9 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use uie_compile::verify::to_value;
 use uie_model::{Tensor, TensorData};
-use uie_runtime::Value;
 
 /// How long and how often one case is timed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -143,16 +141,13 @@ pub fn read_inputs_json(path: &Path) -> Result<Vec<(String, Tensor)>> {
 
 /// The inputs of batch size `n` in a benchmark directory (`<dir>/inputs_<n>.json`, as
 /// `scripts/bench-retrieval.sh` and `bench_inference prepare` write them), read by
-/// [`read_inputs_json`] and turned into runtime values, in the file's key order.
-pub fn read_batch_values(dir: &Path, n: usize) -> Result<Vec<(String, Value)>> {
-    Ok(read_inputs_json(&dir.join(format!("inputs_{n}.json")))?
-        .iter()
-        .map(|(name, t)| (name.clone(), to_value(t)))
-        .collect())
+/// [`read_inputs_json`], in the file's key order.
+pub fn read_batch_values(dir: &Path, n: usize) -> Result<Vec<(String, Tensor)>> {
+    read_inputs_json(&dir.join(format!("inputs_{n}.json")))
 }
 
 /// Named values in the form `uie_runtime::Engine::run` takes (names borrowed, values copied).
-pub fn run_inputs(values: &[(String, Value)]) -> Vec<(&str, Value)> {
+pub fn run_inputs(values: &[(String, Tensor)]) -> Vec<(&str, Tensor)> {
     values
         .iter()
         .map(|(name, v)| (name.as_str(), v.clone()))

@@ -7,11 +7,11 @@
 
 use std::path::Path;
 
-use uie_compile::verify::{batch_inputs, to_value};
+use uie_compile::verify::batch_inputs;
 use uie_e2e::{onnx_check_many, repo_root, run_onnxruntime_batch, OrtJob};
 use uie_model::parity::compare;
-use uie_model::{Checkpoint, Config, RawBatch};
-use uie_runtime::{Batch, Engine, EngineOptions, Model, RuntimeError, Value};
+use uie_model::{Checkpoint, Config, RawBatch, Tensor};
+use uie_runtime::{Batch, Engine, EngineOptions, InputError, Model, RuntimeError};
 
 const REAL_ROWS: usize = 600;
 
@@ -59,7 +59,7 @@ fn parity_rows(test: &RawBatch) -> RawBatch {
     batch
 }
 
-fn probs_of(outputs: Vec<(String, Value)>) -> Vec<f32> {
+fn probs_of(outputs: Vec<(String, Tensor)>) -> Vec<f32> {
     outputs
         .into_iter()
         .find(|(n, _)| n == "probs")
@@ -97,10 +97,6 @@ fn census_parity_dfdx_tract_onnxruntime() {
     assert!(report.contains("'N'"), "batch dim is not dynamic: {report}");
 
     let inputs = batch_inputs(config, &rows).expect("graph inputs");
-    let named: Vec<(&str, Value)> = inputs
-        .iter()
-        .map(|(n, t)| (n.as_str(), to_value(t)))
-        .collect();
     let mut worst = Vec::new();
     for optimize in [false, true] {
         let engine = Engine::load_path(
@@ -111,7 +107,7 @@ fn census_parity_dfdx_tract_onnxruntime() {
             },
         )
         .expect("tract load");
-        let got = probs_of(engine.run(&named).expect("tract run"));
+        let got = probs_of(engine.run(&inputs).expect("tract run"));
         let p = compare(&got, &reference);
         let label = if optimize {
             "tract optimised"
@@ -178,9 +174,19 @@ fn census_parity_dfdx_tract_onnxruntime() {
     for (j, name) in config.features.dense.iter().enumerate() {
         batch = batch.numbers(name, (0..small.n).map(|r| small.dense[r * d + j]).collect());
     }
-    let preds = model.predict(&batch).expect("typed predict");
+    let typed = |b: Batch| {
+        b.build(model.schema())
+            .map_err(RuntimeError::from)
+            .and_then(|raw| model.predict(&raw))
+    };
+    let preds = typed(batch.clone()).expect("typed predict");
     let p = compare(&preds.probs, &reference[..small.n * config.tasks.len()]);
     assert_eq!(p.mismatches, 0, "typed API disagrees: {p:?}");
+    assert_eq!(
+        model.predict(&small).expect("graph-shaped predict"),
+        preds,
+        "the typed batch and the raw batch differ"
+    );
 
     let field = &config.features.categorical[3].name;
     let dense0 = &config.features.dense[0];
@@ -198,26 +204,26 @@ fn census_parity_dfdx_tract_onnxruntime() {
         }
         b
     };
-    match model.predict(&without(field)) {
-        Err(RuntimeError::MissingFeature(n)) => assert_eq!(&n, field),
+    match typed(without(field)) {
+        Err(RuntimeError::Input(InputError::MissingFeature(n))) => assert_eq!(&n, field),
         other => panic!("missing feature not reported: {other:?}"),
     }
-    match model.predict(&batch.clone().ids("no_such_feature", vec![1; small.n])) {
-        Err(RuntimeError::UnknownFeature(n)) => assert_eq!(n, "no_such_feature"),
+    match typed(batch.clone().ids("no_such_feature", vec![1; small.n])) {
+        Err(RuntimeError::Input(InputError::UnknownFeature(n))) => assert_eq!(n, "no_such_feature"),
         other => panic!("extra feature not reported: {other:?}"),
     }
-    match model.predict(&without(field).numbers(field, vec![1.0; small.n])) {
-        Err(RuntimeError::WrongType { name, .. }) => assert_eq!(&name, field),
+    match typed(without(field).numbers(field, vec![1.0; small.n])) {
+        Err(RuntimeError::Input(InputError::WrongType { name, .. })) => assert_eq!(&name, field),
         other => panic!("mistyped feature not reported: {other:?}"),
     }
-    match model.predict(&without(field).ids(field, vec![1; small.n - 1])) {
-        Err(RuntimeError::WrongLength { name, .. }) => assert_eq!(&name, field),
+    match typed(without(field).ids(field, vec![1; small.n - 1])) {
+        Err(RuntimeError::Input(InputError::WrongLength { name, .. })) => assert_eq!(&name, field),
         other => panic!("wrong length not reported: {other:?}"),
     }
     let mut nan = vec![1.0; small.n];
     nan[3] = f32::NAN;
-    match model.predict(&without(dense0).numbers(dense0, nan)) {
-        Err(RuntimeError::NonFinite { name, row, .. }) => {
+    match typed(without(dense0).numbers(dense0, nan)) {
+        Err(RuntimeError::Input(InputError::NonFinite { name, row, .. })) => {
             assert_eq!(&name, dense0);
             assert_eq!(row, 3);
         }

@@ -13,7 +13,7 @@ use uie_compile::onnx::{self, ExternalDataOptions, WriteOptions};
 use uie_compile::pipeline::{compile_to_path, CompileOptions};
 use uie_model::hashing::bucket;
 use uie_model::Config;
-use uie_runtime::{Batch, Model, RuntimeError};
+use uie_runtime::{Batch, Model, Predictions, RuntimeError};
 
 fn load_err(path: &std::path::Path, fragments: &[&str]) {
     let err = Model::load(path).expect_err("must not load");
@@ -126,6 +126,12 @@ fn buckets(name: &str) -> usize {
         .expect("field")
 }
 
+/// A typed batch built for the model and predicted.
+fn predict(model: &Model, batch: Batch) -> Result<Predictions, RuntimeError> {
+    let raw = batch.build(model.schema())?;
+    model.predict(&raw)
+}
+
 #[test]
 fn empty_batches_int64_extremes_and_empty_histories() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -138,7 +144,7 @@ fn empty_batches_int64_extremes_and_empty_histories() {
         .ids("genre", vec![])
         .numbers("age", vec![])
         .history(vec![], vec![], L);
-    let p = model.predict(&empty).expect("an empty batch");
+    let p = predict(&model, empty).expect("an empty batch");
     assert_eq!((p.rows, p.probs.len()), (0, 0));
 
     // Ids at the int64 extremes, in every id input and the history, give the same answer as the
@@ -160,22 +166,26 @@ fn empty_batches_int64_extremes_and_empty_histories() {
             .numbers("age", vec![33.0; n])
             .history(items, lens.clone(), L)
     };
-    let raw = model
-        .predict(&batch(
+    let raw = predict(
+        &model,
+        batch(
             extremes.to_vec(),
             extremes.to_vec(),
             extremes.to_vec(),
             items.clone(),
-        ))
-        .expect("extreme ids");
-    let reduced = model
-        .predict(&batch(
+        ),
+    )
+    .expect("extreme ids");
+    let reduced = predict(
+        &model,
+        batch(
             hashed("user_id", &extremes),
             hashed("movie_id", &extremes),
             hashed("genre", &extremes),
             hashed("movie_id", &items),
-        ))
-        .expect("hashed ids");
+        ),
+    )
+    .expect("hashed ids");
     assert_eq!(raw.probs, reduced.probs);
     assert!(raw
         .probs
@@ -189,7 +199,7 @@ fn empty_batches_int64_extremes_and_empty_histories() {
         .ids("genre", vec![5, 6])
         .numbers("age", vec![20.0, 40.0])
         .history(vec![0; 2 * L], vec![0, 0], L);
-    let p = model.predict(&none).expect("empty histories");
+    let p = predict(&model, none).expect("empty histories");
     assert!(p.probs.iter().all(|v| v.is_finite()));
     // A history of width 0 is refused, naming hist_items.
     let zero = Batch::new()
@@ -198,7 +208,7 @@ fn empty_batches_int64_extremes_and_empty_histories() {
         .ids("genre", vec![5])
         .numbers("age", vec![20.0])
         .history(vec![], vec![0], 0);
-    let err = model.predict(&zero).expect_err("width 0");
+    let err = predict(&model, zero).expect_err("width 0");
     println!("{err}");
     assert!(err.to_string().contains("hist_items"), "{err}");
     assert!(

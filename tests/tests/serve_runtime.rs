@@ -1,5 +1,5 @@
 //! `uie-runtime` for services: every kind of bad request is an error naming the feature (typed
-//! `Batch` and graph-input tensors alike); a panic inside tract (a hand-built graph whose Gather
+//! `Batch` and graph-input tensors alike, each through `RawBatch` and `Model::predict`); a panic inside tract (a hand-built graph whose Gather
 //! index is out of range) is an error, not a crash; 8 threads × 1,000 requests on one model give
 //! results identical to serial calls while a hot reload swaps in a second file in the middle; a
 //! corrupt file fails to reload and leaves the old model serving.
@@ -13,7 +13,9 @@ use serve_model::{batch, compiled, tensors, L};
 use uie_compile::ir::{Dim, Dtype, Graph, TensorType};
 use uie_compile::ops::Op;
 use uie_model::Tensor;
-use uie_runtime::{Batch, Engine, EngineOptions, Model, ModelHandle, RuntimeError, Value};
+use uie_runtime::{
+    Batch, Engine, EngineOptions, Model, ModelHandle, Predictions, RawBatch, RuntimeError,
+};
 
 fn assert_names(err: RuntimeError, feature: &str) {
     let msg = err.to_string();
@@ -24,9 +26,15 @@ fn assert_names(err: RuntimeError, feature: &str) {
     println!("{feature}: {msg}");
 }
 
-fn set(t: &mut [(String, Value)], name: &str, v: Value) {
+fn set(t: &mut [(String, Tensor)], name: &str, v: Tensor) {
     let slot = t.iter_mut().find(|(n, _)| n == name).expect("input");
     slot.1 = v;
+}
+
+/// A typed batch built for the model and predicted: the library path of a service.
+fn predict_typed(model: &Model, batch: Batch) -> Result<Predictions, RuntimeError> {
+    let raw = batch.build(model.schema())?;
+    model.predict(&raw)
 }
 
 #[test]
@@ -113,12 +121,16 @@ fn every_bad_request_names_the_feature() {
         (base().numbers("age", vec![1.0; n]), "hist_items"), // no history
     ];
     for (b, feature) in cases {
-        assert_names(model.predict(&b).expect_err(feature), feature);
+        assert_names(predict_typed(&model, b).expect_err(feature), feature);
     }
 
     // Graph-input tensors (what uie-serve receives).
     let t = tensors(n, 1);
-    let from = |t: &[(String, Value)]| model.batch_from_tensors(t).and_then(|b| model.predict(&b));
+    let from = |t: &[(String, Tensor)]| {
+        RawBatch::from_tensors(model.schema(), t.to_vec())
+            .map_err(RuntimeError::from)
+            .and_then(|b| model.predict(&b))
+    };
     assert_eq!(
         from(&t).expect("good tensors"),
         model.predict(&good).expect("good")
@@ -127,13 +139,7 @@ fn every_bad_request_names_the_feature() {
     missing.retain(|(k, _)| k != "genre");
     assert_names(from(&missing).expect_err("missing"), "genre");
     let mut extra = t.clone();
-    extra.push((
-        "colour".into(),
-        Value::I64 {
-            shape: vec![n],
-            data: vec![0; n],
-        },
-    ));
+    extra.push(("colour".into(), Tensor::i64(vec![n], vec![0; n])));
     assert_names(from(&extra).expect_err("extra"), "colour");
     let mut dup = t.clone();
     dup.push(t[0].clone());
@@ -142,64 +148,34 @@ fn every_bad_request_names_the_feature() {
     set(
         &mut mistyped,
         "movie_id",
-        Value::F32 {
-            shape: vec![n],
-            data: vec![1.0; n],
-        },
+        Tensor::f32(vec![n], vec![1.0; n]),
     );
     assert_names(from(&mistyped).expect_err("mistyped"), "movie_id");
     let mut width = t.clone();
     set(
         &mut width,
         "dense",
-        Value::F32 {
-            shape: vec![n, 2],
-            data: vec![1.0; 2 * n],
-        },
+        Tensor::f32(vec![n, 2], vec![1.0; 2 * n]),
     );
     assert_names(from(&width).expect_err("dense width"), "dense");
     let mut rank = t.clone();
-    set(
-        &mut rank,
-        "hist_len",
-        Value::I64 {
-            shape: vec![n, 1],
-            data: vec![0; n],
-        },
-    );
+    set(&mut rank, "hist_len", Tensor::i64(vec![n, 1], vec![0; n]));
     assert_names(from(&rank).expect_err("rank"), "hist_len");
     let mut rows = t.clone();
-    set(
-        &mut rows,
-        "genre",
-        Value::I64 {
-            shape: vec![n - 1],
-            data: vec![0; n - 1],
-        },
-    );
+    set(&mut rows, "genre", Tensor::i64(vec![n - 1], vec![0; n - 1]));
     assert_names(from(&rows).expect_err("rows"), "genre");
     let mut above = t.clone();
     set(
         &mut above,
         "hist_len",
-        Value::I64 {
-            shape: vec![n],
-            data: vec![L as i64 + 1; n],
-        },
+        Tensor::i64(vec![n], vec![L as i64 + 1; n]),
     );
     assert_names(from(&above).expect_err("hist_len above L"), "hist_len");
     for bad in [f32::NAN, f32::NEG_INFINITY] {
         let mut nan = t.clone();
         let mut d = t[3].1.as_f32().expect("dense").to_vec();
         d[n - 1] = bad;
-        set(
-            &mut nan,
-            "dense",
-            Value::F32 {
-                shape: vec![n, 1],
-                data: d,
-            },
-        );
+        set(&mut nan, "dense", Tensor::f32(vec![n, 1], d));
         let err = from(&nan).expect_err("non-finite dense");
         assert!(err.to_string().contains("age"), "{err}");
         assert_names(err, "dense");
@@ -242,23 +218,11 @@ fn a_panic_inside_tract_is_an_error() {
         )
         .expect("load");
         let ok = engine
-            .run(&[(
-                "idx",
-                Value::I64 {
-                    shape: vec![2],
-                    data: vec![0, 2],
-                },
-            )])
+            .run(&[("idx", Tensor::i64(vec![2], vec![0, 2]))])
             .expect("in range runs");
         assert_eq!(ok[0].1.as_f32().expect("f32"), &[1.0, 2.0, 5.0, 6.0]);
         let err = engine
-            .run(&[(
-                "idx",
-                Value::I64 {
-                    shape: vec![1],
-                    data: vec![7],
-                },
-            )])
+            .run(&[("idx", Tensor::i64(vec![1], vec![7]))])
             .expect_err("out of range must be an error");
         assert!(matches!(err, RuntimeError::Run(_)), "{err}");
         println!("optimize={optimize}: {err}");
@@ -269,13 +233,7 @@ fn a_panic_inside_tract_is_an_error() {
             (vec![2, 0, 1], vec![5.0, 6.0, 1.0, 2.0, 3.0, 4.0]),
         ] {
             let got = engine
-                .run(&[(
-                    "idx",
-                    Value::I64 {
-                        shape: vec![idx.len()],
-                        data: idx,
-                    },
-                )])
+                .run(&[("idx", Tensor::i64(vec![idx.len()], idx))])
                 .expect("in range runs");
             assert_eq!(got[0].1.as_f32().expect("f32"), want.as_slice());
         }
@@ -292,7 +250,7 @@ fn eight_threads_and_a_hot_reload_match_serial_calls() {
     let first = compiled(tmp.path(), 11, "a.onnx");
     let second = compiled(tmp.path(), 11, "b.onnx");
     let handle = ModelHandle::load(&first).expect("load");
-    let batches: Vec<Batch> = (0..DISTINCT)
+    let batches: Vec<RawBatch> = (0..DISTINCT)
         .map(|i| batch(1 + i % 4, 100 + i as u64))
         .collect();
     let serial: Vec<Vec<f32>> = batches

@@ -16,17 +16,18 @@ use std::time::Duration;
 use serde_json::{json, Value as Json};
 use serve_model::{compiled, tensors, L};
 use uie_model::parity::compare;
-use uie_runtime::{Model, ModelHandle, Value};
+use uie_runtime::{Model, ModelHandle, RawBatch, Tensor, TensorData};
 use uie_serve::{ServeConfig, Server};
 
 const ROWS: usize = 12;
 
-fn request_json(inputs: &[(String, Value)]) -> Json {
+fn request_json(inputs: &[(String, Tensor)]) -> Json {
     let mut map = serde_json::Map::new();
     for (name, v) in inputs {
-        let t = match v {
-            Value::I64 { shape, data } => json!({"dtype": "int64", "shape": shape, "data": data}),
-            Value::F32 { shape, data } => {
+        let shape = &v.shape;
+        let t = match &v.data {
+            TensorData::I64(data) => json!({"dtype": "int64", "shape": shape, "data": data}),
+            TensorData::F32(data) => {
                 json!({"dtype": "float32", "shape": shape, "data": data})
             }
         };
@@ -92,7 +93,7 @@ fn tritonclient_gets_the_library_probabilities_and_clean_errors() {
     let model = Model::load(&path).expect("load");
     let inputs = tensors(ROWS, 9);
     let want = model
-        .predict(&model.batch_from_tensors(&inputs).expect("batch"))
+        .predict(&RawBatch::from_tensors(model.schema(), inputs.clone()).expect("batch"))
         .expect("library predict");
 
     let config = ServeConfig {
@@ -218,9 +219,9 @@ fn tritonclient_gets_the_library_probabilities_and_clean_errors() {
     );
     assert_eq!(s, 400, "{body}");
     let big = tensors(65, 1);
-    let body_json = json!({"inputs": big.iter().map(|(n, v)| match v {
-        Value::I64 { shape, data } => json!({"name": n, "shape": shape, "datatype": "INT64", "data": data}),
-        Value::F32 { shape, data } => json!({"name": n, "shape": shape, "datatype": "FP32", "data": data}),
+    let body_json = json!({"inputs": big.iter().map(|(n, v)| match &v.data {
+        TensorData::I64(data) => json!({"name": n, "shape": v.shape, "datatype": "INT64", "data": data}),
+        TensorData::F32(data) => json!({"name": n, "shape": v.shape, "datatype": "FP32", "data": data}),
     }).collect::<Vec<_>>()});
     let (s, body) = http(
         addr,

@@ -41,41 +41,16 @@
 
 use std::collections::BTreeMap;
 
-use uie_model::batch::{HIST_ITEMS, HIST_LEN};
 use uie_model::checkpoint::validate_weights;
-use uie_model::config::Group;
+use uie_model::graph::{BATCH_DIM, DEBUG_OUTPUTS, DENSE, HIST_DIM, HIST_ITEMS, HIST_LEN, PROBS};
 use uie_model::schema::{Gate, Mlp, Owner, Retrieval, DENSE_MEAN, DENSE_STD};
-use uie_model::{Checkpoint, Config, Plan, Tensor, TensorData, TensorMap};
+use uie_model::{Checkpoint, Config, ModelMetadata, Plan, Tensor, TensorData, TensorMap};
 
 use crate::error::CompileError;
 use crate::ir::{Dim, Dtype, Graph, Op, TensorType, ValueId};
 
-/// The symbolic batch dimension of every input and output.
-pub const BATCH: &str = "N";
-/// Name of the dense input.
-pub const DENSE_INPUT: &str = "dense";
-/// Name of the output.
-pub const PROBS_OUTPUT: &str = "probs";
-/// Version of the metadata layout (`uie.format_version`).
-pub const FORMAT_VERSION: &str = "1";
-/// The symbolic history length of `hist_items`.
-pub const HIST_DIM: &str = "L";
 /// The large negative fill of every masked softmax (`MASK_FILL` of the trainer).
 pub const MASK_FILL: f32 = 1e9;
-
-/// The extra graph outputs of [`LowerOptions::debug_outputs`], in output order (after `probs`);
-/// only those whose module is configured exist.
-pub const DEBUG_OUTPUTS: [&str; 9] = [
-    "debug.upe.indices",
-    "debug.ucse.indices",
-    "debug.upe.r",
-    "debug.ucse.pooled",
-    "debug.e_upe",
-    "debug.e_ucbe",
-    "debug.e_ucse",
-    "debug.upe.scores",
-    "debug.ucse.scores",
-];
 
 /// Options of the lowering.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -132,68 +107,11 @@ pub fn input_parts(plan: &Plan) -> Vec<InputPart> {
     parts
 }
 
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The `metadata_props` of the compiled model, keyed and sorted.
+/// The `metadata_props` of the compiled model ([`ModelMetadata`]), keyed and sorted.
 pub fn metadata(checkpoint: &Checkpoint) -> Result<BTreeMap<String, String>, CompileError> {
-    let config = &checkpoint.config;
-    let tasks: Vec<String> = config.tasks.iter().map(|t| json_str(&t.name)).collect();
-    let cats: Vec<String> = config
-        .fields_in_input_order()
-        .iter()
-        .map(|f| {
-            let group = match f.group {
-                Group::User => "user",
-                Group::Item => "item",
-                Group::Context => "context",
-            };
-            format!(
-                "{{\"name\":{},\"buckets\":{},\"group\":{}}}",
-                json_str(&f.name),
-                f.buckets,
-                json_str(group)
-            )
-        })
-        .collect();
-    let dense: Vec<String> = config.features.dense.iter().map(|d| json_str(d)).collect();
-    let sequence = match &config.features.sequence {
-        Some(seq) => format!(
-            ",\"sequence\":{{\"item_field\":{},\"inputs\":[{},{}]}}",
-            json_str(&seq.item_field),
-            json_str(HIST_ITEMS),
-            json_str(HIST_LEN)
-        ),
-        None => String::new(),
-    };
-    Ok(BTreeMap::from([
-        ("uie.format_version".to_string(), FORMAT_VERSION.to_string()),
-        ("uie.model_name".to_string(), config.model.name.clone()),
-        ("uie.tasks".to_string(), format!("[{}]", tasks.join(","))),
-        (
-            "uie.schema".to_string(),
-            format!(
-                "{{\"categorical\":[{}],\"dense\":[{}]{sequence}}}",
-                cats.join(","),
-                dense.join(",")
-            ),
-        ),
-        (
-            "uie.checkpoint_sha256".to_string(),
-            checkpoint.content_hash()?,
-        ),
-    ]))
+    ModelMetadata::new(&checkpoint.config, checkpoint.content_hash()?)
+        .to_props()
+        .map_err(|e| CompileError::InvalidGraph(format!("metadata: {e}")))
 }
 
 /// Lowers a checkpoint (validated again here, so an in-memory one is checked too) into a graph.
@@ -579,7 +497,7 @@ impl Lowerer<'_> {
     /// The graph inputs (categorical fields, `dense`, `hist_items`, `hist_len`, in that order) and
     /// every field's row and embedding.
     fn inputs(&mut self) -> Result<Inputs, CompileError> {
-        let n = || Dim::Sym(BATCH.to_string());
+        let n = || Dim::Sym(BATCH_DIM.to_string());
         let mut ids = Vec::new();
         for (field, _, _) in &self.plan.embeddings {
             let ty = TensorType {
@@ -593,7 +511,7 @@ impl Lowerer<'_> {
                 dtype: Dtype::F32,
                 shape: vec![n(), Dim::Fixed(self.plan.n_dense)],
             };
-            Some(self.graph.add_input(DENSE_INPUT, ty)?)
+            Some(self.graph.add_input(DENSE, ty)?)
         } else {
             None
         };
@@ -956,6 +874,6 @@ impl Lowerer<'_> {
             columns.push(self.op(&prefix, Op::Sigmoid, &[logit], "prob")?);
         }
         self.graph
-            .add_op(PROBS_OUTPUT, Op::Concat { axis: 1 }, &columns, PROBS_OUTPUT)
+            .add_op(PROBS, Op::Concat { axis: 1 }, &columns, PROBS)
     }
 }

@@ -19,7 +19,7 @@ use crate::{lower, onnx, passes};
 /// Everything a compilation can be asked for. The default: no debug outputs, every pass on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CompileOptions {
-    /// Also output the intermediate UIE values (`debug.*`, see [`lower::DEBUG_OUTPUTS`]).
+    /// Also output the intermediate UIE values (`debug.*`, see [`uie_model::graph::DEBUG_OUTPUTS`]).
     pub debug_outputs: bool,
     /// Which graph passes run after shape inference.
     pub passes: PassOptions,

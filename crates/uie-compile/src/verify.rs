@@ -5,75 +5,25 @@
 use std::fmt;
 use std::path::Path;
 
-use uie_model::batch::{HIST_ITEMS, HIST_LEN};
-use uie_model::{Checkpoint, Config, RawBatch, Tensor, TensorData};
-use uie_runtime::engine::{Engine, EngineOptions, Value};
+use uie_model::graph::{keys, PROBS};
+use uie_model::{Checkpoint, Config, GraphSchema, ModelError, RawBatch, Tensor};
+use uie_runtime::engine::{Engine, EngineOptions};
 
 use crate::error::CompileError;
-use crate::lower::{DENSE_INPUT, PROBS_OUTPUT};
 use crate::{eval, onnx, pipeline};
 
 pub use uie_model::parity::{compare, within_tolerance, Comparison, ABS_TOL, REL_TOL};
 
-/// The graph inputs of a batch: one i64 `[n]` per categorical field in input order, then
-/// `dense` `[n, n_dense]` when the model has dense features, then `hist_items` `[n, L]` and
-/// `hist_len` `[n]` when it has a behaviour sequence.
+/// The graph inputs of a batch, checked against the config: one i64 `[n]` per categorical field in
+/// input order, then `dense` `[n, n_dense]` when the model has dense features, then `hist_items`
+/// `[n, L]` and `hist_len` `[n]` when it has a behaviour sequence ([`RawBatch::graph_inputs`]).
 pub fn batch_inputs(
     config: &Config,
     batch: &RawBatch,
 ) -> Result<Vec<(String, Tensor)>, CompileError> {
-    batch.check(config)?;
-    let mut out = Vec::new();
-    for f in config.fields_in_input_order() {
-        let ids = batch.categorical.get(&f.name).cloned().unwrap_or_default();
-        out.push((f.name.clone(), Tensor::i64(vec![batch.n], ids)));
-    }
-    let d = config.features.dense.len();
-    if d > 0 {
-        out.push((
-            DENSE_INPUT.to_string(),
-            Tensor::f32(vec![batch.n, d], batch.dense.clone()),
-        ));
-    }
-    if let Some(h) = &batch.history {
-        out.push((
-            HIST_ITEMS.to_string(),
-            Tensor::i64(vec![batch.n, h.width], h.items.clone()),
-        ));
-        out.push((
-            HIST_LEN.to_string(),
-            Tensor::i64(vec![batch.n], h.len.clone()),
-        ));
-    }
-    Ok(out)
-}
-
-/// A tensor as a runtime value.
-pub fn to_value(t: &Tensor) -> Value {
-    match &t.data {
-        TensorData::F32(v) => Value::F32 {
-            shape: t.shape.clone(),
-            data: v.clone(),
-        },
-        TensorData::I64(v) => Value::I64 {
-            shape: t.shape.clone(),
-            data: v.clone(),
-        },
-    }
-}
-
-/// A runtime value as a tensor.
-pub fn from_value(v: &Value) -> Tensor {
-    match v {
-        Value::F32 { shape, data } => Tensor {
-            shape: shape.clone(),
-            data: TensorData::F32(data.clone()),
-        },
-        Value::I64 { shape, data } => Tensor {
-            shape: shape.clone(),
-            data: TensorData::I64(data.clone()),
-        },
-    }
+    let schema = GraphSchema::from_config(config);
+    batch.validate(&schema).map_err(ModelError::from)?;
+    Ok(batch.graph_inputs(&schema))
 }
 
 /// Runs an engine on named tensors; returns its outputs in graph order.
@@ -82,18 +32,10 @@ pub fn run_engine(
     inputs: &[(String, Tensor)],
     label: &str,
 ) -> Result<Vec<(String, Tensor)>, CompileError> {
-    let values: Vec<(&str, Value)> = inputs
-        .iter()
-        .map(|(n, t)| (n.as_str(), to_value(t)))
-        .collect();
-    let outs = engine.run(&values).map_err(|e| CompileError::Runtime {
+    engine.run(inputs).map_err(|e| CompileError::Runtime {
         engine: label.to_string(),
         message: e.to_string(),
-    })?;
-    Ok(outs
-        .iter()
-        .map(|(n, v)| (n.clone(), from_value(v)))
-        .collect())
+    })
 }
 
 /// Loads a model into tract with or without optimisation.
@@ -189,11 +131,11 @@ impl fmt::Display for VerifyReport {
 fn probs_of(outputs: Vec<(String, Tensor)>) -> Result<Vec<f32>, String> {
     let (_, t) = outputs
         .into_iter()
-        .find(|(n, _)| n == PROBS_OUTPUT)
-        .ok_or_else(|| format!("no output named {PROBS_OUTPUT}"))?;
+        .find(|(n, _)| n == PROBS)
+        .ok_or_else(|| format!("no output named {PROBS}"))?;
     t.as_f32()
         .map(<[f32]>::to_vec)
-        .ok_or_else(|| format!("{PROBS_OUTPUT} is not f32"))
+        .ok_or_else(|| format!("{PROBS} is not f32"))
 }
 
 fn result(engine: &str, probs: Result<Vec<f32>, String>, expected: &[f32]) -> EngineResult {
@@ -230,7 +172,7 @@ pub fn verify(model: &Path, checkpoint_dir: &Path) -> Result<VerifyReport, Compi
     let summary = onnx::summarize(&bytes)?;
     let checkpoint_hash_matches = summary
         .metadata
-        .get("uie.checkpoint_sha256")
+        .get(keys::CHECKPOINT_SHA256)
         .map(|h| checkpoint.content_hash().map(|c| c == *h))
         .transpose()?;
 

@@ -247,7 +247,7 @@ fn a_config_without_sequence_has_no_history_inputs() {
 
 #[test]
 fn runtime_typed_api_takes_the_history_and_names_history_errors() {
-    use uie_runtime::{Batch, Model, RuntimeError};
+    use uie_runtime::{Batch, InputError, Model, RuntimeError};
     let ck = uie_checkpoint(42);
     let bytes = compile(&ck).expect("compile");
     let model = Model::from_engine(common::engine(&bytes, true)).expect("model");
@@ -267,19 +267,25 @@ fn runtime_typed_api_takes_the_history_and_names_history_errors() {
         }
         b.numbers("age", batch.dense.clone())
     };
-    let preds = model
-        .predict(&base().history(h.items.clone(), h.len.clone(), 5))
-        .expect("predict");
+    let typed = base()
+        .history(h.items.clone(), h.len.clone(), 5)
+        .build(model.schema())
+        .expect("build");
+    let preds = model.predict(&typed).expect("predict");
     let want = common::reference_probs(&ck, &batch);
     assert_close("typed API", &Tensor::f32(vec![n, 2], preds.probs), &want);
 
-    let err = |b: Batch| match model.predict(&b) {
+    let err = |b: Batch| match b
+        .build(model.schema())
+        .map_err(RuntimeError::from)
+        .and_then(|b| model.predict(&b))
+    {
         Err(e) => e,
         Ok(_) => panic!("should be refused"),
     };
     let e = err(base());
     assert!(
-        matches!(&e, RuntimeError::BadHistory { name, .. } if name == "hist_items"),
+        matches!(&e, RuntimeError::Input(InputError::BadHistory { name, .. }) if name == "hist_items"),
         "{e}"
     );
     let e = err(base().history(h.items.clone(), vec![0; n - 1], 5));
@@ -311,12 +317,12 @@ fn runtime_typed_api_takes_the_history_and_names_history_errors() {
         .numbers("age", dense.iter().step_by(2).copied().collect())
         .numbers("income", dense.iter().skip(1).step_by(2).copied().collect())
         .history(vec![1, 2], vec![1, 1], 1);
-    let e = match m2.predict(&req) {
+    let e = match m2.predict(&req.build(m2.schema()).expect("build")) {
         Err(e) => e,
         Ok(_) => panic!("history refused"),
     };
     assert!(
-        matches!(&e, RuntimeError::BadHistory { name, .. } if name == "hist_items"),
+        matches!(&e, RuntimeError::Input(InputError::BadHistory { name, .. }) if name == "hist_items"),
         "{e}"
     );
 }

@@ -1,12 +1,17 @@
-//! A batch of raw model inputs by feature name: what every engine (the trainer's forward pass,
-//! the compiler's reference evaluator, tract, ONNX Runtime) is fed in parity checks, and what
-//! `golden.safetensors` stores.
+//! A batch of raw model inputs in the graph's shape: what every engine (the trainer's forward
+//! pass, the compiler's reference evaluator, tract through `uie-runtime`'s `Model::predict`, ONNX
+//! Runtime) is fed, and what `golden.safetensors` stores. [`RawBatch::validate`] is the one check
+//! of a request against a model's [`GraphSchema`]; [`RawBatch::from_tensors`] and
+//! [`RawBatch::graph_inputs`] convert from and to the named graph-input tensors.
 
 use std::collections::BTreeMap;
 
-use crate::checkpoint::{golden_input_name, Tensor, TensorMap, GOLDEN_DENSE, GOLDEN_PROBS};
+use crate::checkpoint::{
+    golden_input_name, Tensor, TensorData, TensorMap, GOLDEN_DENSE, GOLDEN_PROBS,
+};
 use crate::config::Config;
-use crate::error::ModelError;
+use crate::error::{InputError, ModelError};
+use crate::graph::{GraphSchema, DENSE, HIST_ITEMS, HIST_LEN};
 
 /// Raw inputs for `n` rows: one int64 id column per categorical field (unhashed: the model applies
 /// `id mod buckets` itself), the raw (unnormalised) dense matrix, row-major `[n, n_dense]`, and the
@@ -36,93 +41,217 @@ pub struct History {
     pub len: Vec<i64>,
 }
 
-/// Name of the history items input (graph input and golden tensor suffix).
-pub const HIST_ITEMS: &str = "hist_items";
-/// Name of the history length input.
-pub const HIST_LEN: &str = "hist_len";
-
 impl RawBatch {
-    /// Checks the batch against a config: every field present with `n` ids, no unknown field,
-    /// `dense` of length `n * n_dense` and finite.
+    /// Checks the batch against a config: [`RawBatch::validate`] against the config's compiled
+    /// schema.
     pub fn check(&self, config: &Config) -> Result<(), ModelError> {
-        let bad = |path: String, message: String| ModelError::InvalidConfig { path, message };
-        for f in &config.features.categorical {
-            match self.categorical.get(&f.name) {
-                None => return Err(bad(format!("input {}", f.name), "missing".into())),
-                Some(ids) if ids.len() != self.n => {
-                    return Err(bad(
-                        format!("input {}", f.name),
-                        format!("has {} ids for {} rows", ids.len(), self.n),
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
+        Ok(self.validate(&GraphSchema::from_config(config))?)
+    }
+
+    /// Checks the batch against the inputs of a model: every categorical field present with `n`
+    /// ids and no other, `dense` of `n × d` finite values, and the behaviour sequence present iff
+    /// the model has one, of width `L ≥ 1`, `n × L` ids and `n` lengths in `[0, L]`. This is the
+    /// one check a request goes through before it reaches an engine; every error names the
+    /// feature or input at fault.
+    pub fn validate(&self, schema: &GraphSchema) -> Result<(), InputError> {
         for name in self.categorical.keys() {
-            if !config.features.categorical.iter().any(|f| &f.name == name) {
-                return Err(bad(
-                    format!("input {name}"),
-                    "is not a feature of this model".into(),
-                ));
+            if !schema.categorical.iter().any(|c| &c.name == name) {
+                return Err(InputError::UnknownFeature(name.clone()));
             }
         }
-        let d = config.features.dense.len();
-        if self.dense.len() != self.n * d {
-            return Err(bad(
-                "input dense".into(),
-                format!(
-                    "has {} values for {} rows × {d} features",
-                    self.dense.len(),
-                    self.n
+        let n = self.n;
+        for c in &schema.categorical {
+            let ids = self
+                .categorical
+                .get(&c.name)
+                .ok_or_else(|| InputError::MissingFeature(c.name.clone()))?;
+            if ids.len() != n {
+                return Err(InputError::WrongLength {
+                    name: c.name.clone(),
+                    expected: n,
+                    found: ids.len(),
+                });
+            }
+        }
+        let d = schema.dense.len();
+        if d == 0 && !self.dense.is_empty() {
+            return Err(InputError::UnknownFeature(DENSE.to_string()));
+        }
+        if n.checked_mul(d) != Some(self.dense.len()) {
+            return Err(InputError::BadInput {
+                name: DENSE.to_string(),
+                message: format!(
+                    "{} values, but the batch has {n} rows × {d} features",
+                    self.dense.len()
                 ),
-            ));
+            });
         }
-        if let Some(i) = self.dense.iter().position(|v| !v.is_finite()) {
-            let name = &config.features.dense[i % d.max(1)];
-            return Err(bad(
-                format!("input dense ({name}, row {})", i / d.max(1)),
-                "is not finite".into(),
-            ));
+        if let Some((i, &value)) = self.dense.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(InputError::NonFinite {
+                name: schema.dense[i % d].clone(),
+                row: i / d,
+                column: i % d,
+                value,
+            });
         }
-        match (&config.features.sequence, &self.history) {
-            (None, None) => {}
-            (None, Some(_)) => {
-                return Err(bad(
-                    format!("input {HIST_ITEMS}"),
-                    "this model has no behaviour sequence".into(),
-                ))
-            }
-            (Some(_), None) => return Err(bad(format!("input {HIST_ITEMS}"), "missing".into())),
+        let history_err = |name: &str, message: String| InputError::BadHistory {
+            name: name.to_string(),
+            message,
+        };
+        match (&schema.sequence, &self.history) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(history_err(
+                HIST_ITEMS,
+                "this model has no behaviour sequence".into(),
+            )),
+            (Some(_), None) => Err(history_err(HIST_ITEMS, "missing from the request".into())),
             (Some(_), Some(h)) => {
                 if h.width == 0 {
-                    return Err(bad(format!("input {HIST_ITEMS}"), "has width 0".into()));
+                    return Err(history_err(HIST_ITEMS, "width L must be at least 1".into()));
                 }
-                if h.items.len() != self.n * h.width {
-                    return Err(bad(
-                        format!("input {HIST_ITEMS}"),
+                if h.len.len() != n {
+                    return Err(history_err(
+                        HIST_LEN,
+                        format!("{} values, but the batch has {n} rows", h.len.len()),
+                    ));
+                }
+                // checked: a width near usize::MAX (a request's `hist_items` of shape [0, 2^63])
+                // must not wrap `n × L` around to the number of ids given.
+                if n.checked_mul(h.width) != Some(h.items.len()) {
+                    return Err(history_err(
+                        HIST_ITEMS,
                         format!(
-                            "has {} ids for {} rows × {}",
+                            "{} ids, but the batch has {n} rows × L = {}",
                             h.items.len(),
-                            self.n,
                             h.width
                         ),
                     ));
                 }
-                if h.len.len() != self.n {
-                    return Err(bad(
-                        format!("input {HIST_LEN}"),
-                        format!("has {} values for {} rows", h.len.len(), self.n),
-                    ));
-                }
-                if let Some(r) = h.len.iter().position(|&l| l < 0 || l as usize > h.width) {
-                    return Err(bad(
-                        format!("input {HIST_LEN} (row {r})"),
-                        format!("is {}, outside [0, {}]", h.len[r], h.width),
-                    ));
+                match h
+                    .len
+                    .iter()
+                    .enumerate()
+                    .find(|(_, &l)| l < 0 || l as u64 > h.width as u64)
+                {
+                    Some((row, l)) => Err(history_err(
+                        HIST_LEN,
+                        format!("row {row} is {l}, outside [0, {}]", h.width),
+                    )),
+                    None => Ok(()),
                 }
             }
         }
-        Ok(())
+    }
+
+    /// A batch from named graph-input tensors (the shapes of [`GraphSchema::inputs`]), each
+    /// tensor's values moved, not copied. Checks the form of every tensor: a known name given
+    /// once, its element type, rank and fixed dims; the number of rows is the batch dim of the
+    /// first input. [`RawBatch::validate`] checks the rest (row counts, finiteness, `hist_len`).
+    pub fn from_tensors(
+        schema: &GraphSchema,
+        mut tensors: Vec<(String, Tensor)>,
+    ) -> Result<RawBatch, InputError> {
+        let specs = schema.inputs();
+        for (i, (name, _)) in tensors.iter().enumerate() {
+            if !specs.iter().any(|s| &s.name == name) {
+                return Err(InputError::UnknownFeature(name.clone()));
+            }
+            if tensors[..i].iter().any(|(n, _)| n == name) {
+                return Err(InputError::DuplicateFeature(name.clone()));
+            }
+        }
+        let mut batch = RawBatch::default();
+        let mut hist_items: Option<(Vec<i64>, usize)> = None;
+        let mut hist_len: Option<Vec<i64>> = None;
+        for (k, spec) in specs.iter().enumerate() {
+            let at = tensors
+                .iter()
+                .position(|(n, _)| n == &spec.name)
+                .ok_or_else(|| InputError::MissingFeature(spec.name.clone()))?;
+            let (_, tensor) = tensors.swap_remove(at);
+            let shape = &tensor.shape;
+            let bad = |message: String| InputError::BadInput {
+                name: spec.name.clone(),
+                message,
+            };
+            if shape.len() != spec.dims.len() {
+                return Err(bad(format!(
+                    "expected rank {}, got shape {shape:?}",
+                    spec.dims.len()
+                )));
+            }
+            for (axis, (want, got)) in spec.dims.iter().zip(shape).enumerate() {
+                if let Some(want) = want {
+                    if want != got {
+                        return Err(bad(format!(
+                            "dim {axis} must be {want}, got shape {shape:?}"
+                        )));
+                    }
+                }
+            }
+            if tensor.dtype() != spec.dtype {
+                return Err(InputError::WrongType {
+                    name: spec.name.clone(),
+                    expected: spec.dtype.name(),
+                    found: tensor.dtype().name(),
+                });
+            }
+            if k == 0 {
+                batch.n = shape[0];
+            }
+            let width = shape.get(1).copied().unwrap_or(0);
+            match tensor.data {
+                TensorData::I64(data) if spec.name == HIST_ITEMS => {
+                    hist_items = Some((data, width))
+                }
+                TensorData::I64(data) if spec.name == HIST_LEN => hist_len = Some(data),
+                TensorData::I64(data) => {
+                    batch.categorical.insert(spec.name.clone(), data);
+                }
+                TensorData::F32(data) => batch.dense = data,
+            }
+        }
+        if let (Some((items, width)), Some(len)) = (hist_items, hist_len) {
+            batch.history = Some(History { width, items, len });
+        }
+        Ok(batch)
+    }
+
+    /// The graph inputs of the batch, named and in graph order (see [`GraphSchema::inputs`]).
+    /// Run [`RawBatch::validate`] first: a field the batch lacks gives an empty tensor.
+    pub fn graph_inputs(&self, schema: &GraphSchema) -> Vec<(String, Tensor)> {
+        let n = self.n;
+        let mut out: Vec<(String, Tensor)> = schema
+            .categorical
+            .iter()
+            .map(|c| {
+                let ids = self.categorical.get(&c.name).cloned().unwrap_or_default();
+                (c.name.clone(), Tensor::i64(vec![ids.len()], ids))
+            })
+            .collect();
+        if !schema.dense.is_empty() {
+            out.push((
+                DENSE.to_string(),
+                Tensor {
+                    shape: vec![n, schema.dense.len()],
+                    data: TensorData::F32(self.dense.clone()),
+                },
+            ));
+        }
+        if let (Some(_), Some(h)) = (&schema.sequence, &self.history) {
+            out.push((
+                HIST_ITEMS.to_string(),
+                Tensor {
+                    shape: vec![n, h.width],
+                    data: TensorData::I64(h.items.clone()),
+                },
+            ));
+            out.push((
+                HIST_LEN.to_string(),
+                Tensor::i64(vec![h.len.len()], h.len.clone()),
+            ));
+        }
+        out
     }
 
     /// The rows `rows` of this batch, in that order; indices `≥ n` are skipped.

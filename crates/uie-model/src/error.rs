@@ -89,6 +89,78 @@ pub enum ModelError {
     /// The checkpoint's metadata is unreadable.
     #[error("checkpoint metadata: {0}")]
     Meta(String),
+    /// A batch of inputs does not fit the model.
+    #[error(transparent)]
+    Input(#[from] InputError),
+}
+
+/// Why a batch of inputs does not fit a model ([`RawBatch::validate`](crate::RawBatch::validate),
+/// [`RawBatch::from_tensors`](crate::RawBatch::from_tensors)): every error names the feature or
+/// graph input at fault, and says what was expected and what was found.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InputError {
+    /// A feature the model needs is absent from the request.
+    #[error("feature {0}: missing from the request")]
+    MissingFeature(String),
+    /// The request names a feature the model does not have.
+    #[error("feature {0}: not an input of this model")]
+    UnknownFeature(String),
+    /// The request gives a feature twice.
+    #[error("feature {0}: given more than once")]
+    DuplicateFeature(String),
+    /// A feature or graph input has the wrong element type.
+    #[error("feature {name}: expected {expected}, got {found}")]
+    WrongType {
+        /// Feature or graph input name.
+        name: String,
+        /// What the model takes.
+        expected: &'static str,
+        /// What the request gave.
+        found: &'static str,
+    },
+    /// A feature's length disagrees with the batch size.
+    #[error("feature {name}: {found} values, but the batch has {expected} rows")]
+    WrongLength {
+        /// Feature name.
+        name: String,
+        /// Rows in the batch.
+        expected: usize,
+        /// Values given.
+        found: usize,
+    },
+    /// A dense value is NaN or infinite.
+    #[error(
+        "input {}: row {row}, column {column} ({name}) is {value}, not a finite number",
+        crate::graph::DENSE
+    )]
+    NonFinite {
+        /// The dense feature's name.
+        name: String,
+        /// Row index.
+        row: usize,
+        /// Column of the feature in the dense input.
+        column: usize,
+        /// The value.
+        value: f32,
+    },
+    /// A graph input has the wrong shape (rank, a fixed dim, or a value count that does not fit
+    /// the batch).
+    #[error("input {name}: {message}")]
+    BadInput {
+        /// Graph input name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The behaviour sequence is wrong: `hist_items` / `hist_len` missing when the model needs
+    /// them, given when it has no sequence, of the wrong length, or a `hist_len` outside `[0, L]`.
+    #[error("feature {name}: {message}")]
+    BadHistory {
+        /// `hist_items` or `hist_len`.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl ModelError {
@@ -104,53 +176,5 @@ impl ModelError {
             path: path.to_path_buf(),
             inner: Box::new(self),
         }
-    }
-}
-
-/// An error and its chain of causes on one line, `outer: cause: …`, for the binaries' stderr.
-/// A cause whose text the line already holds is left out: the typed errors put their source in
-/// their own message (`path: No such file or directory`), and repeating it would only add noise.
-/// Line breaks inside a message become spaces.
-pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(error);
-    while let Some(e) = next {
-        let text = e.to_string().replace(['\n', '\r'], " ");
-        if !parts.join(": ").contains(text.as_str()) {
-            match parts.last_mut() {
-                // A cause that repeats its context's words first (`loading x` then
-                // `loading x: …`) replaces it.
-                Some(last) if text.starts_with(last.as_str()) => *last = text,
-                _ => parts.push(text),
-            }
-        }
-        next = e.source();
-    }
-    parts.join(": ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_line_drops_repeated_causes_and_line_breaks() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
-        let e = ModelError::io(Path::new("/x/config.toml"), io);
-        assert_eq!(one_line(&e), "/x/config.toml: gone");
-        let e = ModelError::ConfigSyntax("a\nb".into()).in_file(Path::new("c.toml"));
-        assert_eq!(one_line(&e), "c.toml: config syntax: a b");
-        #[derive(Debug, thiserror::Error)]
-        #[error("loading m.onnx")]
-        struct Context(#[source] ModelError);
-        let e = Context(ModelError::Meta("x".into()));
-        assert_eq!(one_line(&e), "loading m.onnx: checkpoint metadata: x");
-        #[derive(Debug, thiserror::Error)]
-        #[error("loading m.onnx: gone")]
-        struct Inner;
-        #[derive(Debug, thiserror::Error)]
-        #[error("loading m.onnx")]
-        struct Outer(#[source] Inner);
-        assert_eq!(one_line(&Outer(Inner)), "loading m.onnx: gone");
     }
 }

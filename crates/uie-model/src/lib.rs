@@ -4,6 +4,10 @@
 //! - [`schema`]: the model's structure and the name and shape of every tensor it needs.
 //! - [`checkpoint`]: the checkpoint directory (config + safetensors weights), written atomically.
 //! - [`hashing`]: how raw values become int64 ids and ids become embedding rows.
+//! - [`graph`]: the compiled graph's interface: input and output names, types and shapes, and the
+//!   `uie.*` metadata the compiler writes and the runtime reads.
+//! - [`batch`]: [`RawBatch`], a batch of inputs in the graph's shape, and its one validation.
+//! - [`parity`]: the tolerance engines must agree within.
 //! - [`fuzz_input`]: the input formats of the multi-part fuzz targets (`fuzz/`).
 //!
 //! Any trainer that writes a directory following [`checkpoint`] and [`schema`] produces a
@@ -14,6 +18,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod fuzz_input;
+pub mod graph;
 pub mod hashing;
 pub mod parity;
 pub mod schema;
@@ -21,8 +26,9 @@ pub mod schema;
 pub use batch::{History, RawBatch};
 pub use checkpoint::{Checkpoint, CheckpointFiles, CheckpointMeta, Tensor, TensorData, TensorMap};
 pub use config::Config;
-pub use error::ModelError;
-pub use schema::Plan;
+pub use error::{InputError, ModelError};
+pub use graph::{GraphSchema, ModelMetadata, TensorSpec};
+pub use schema::{Dtype, Plan};
 
 #[cfg(test)]
 pub(crate) mod test_support {

@@ -35,12 +35,19 @@ pub enum Dtype {
     I64,
 }
 
-impl std::fmt::Display for Dtype {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Dtype {
+    /// The name: `f32` or `i64`.
+    pub fn name(self) -> &'static str {
+        match self {
             Dtype::F32 => "f32",
             Dtype::I64 => "i64",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Dtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -1,11 +1,12 @@
-//! criterion benchmarks of the runtime's hot paths on the compiled MovieLens model (issue 6), at
+//! criterion benchmarks of the runtime's hot paths on the compiled MovieLens model, at
 //! batch 1 and 256, one thread:
 //!
-//! - `predict`: [`Model::predict`] on a prepared [`Batch`] (validation, input assembly, tract run);
+//! - `predict`: [`Model::predict`] on a prepared [`RawBatch`] (validation, input assembly, tract
+//!   run);
 //! - `engine_run`: [`uie_runtime::Engine::run`] on prepared graph inputs (the tract run alone);
-//! - `inputs_for`: [`Model::inputs_for`] (request validation and input assembly alone);
-//! - `batch_from_tensors`: [`Model::batch_from_tensors`] (a KServe-style request of named tensors
-//!   to a [`Batch`]).
+//! - `validate`: [`RawBatch::validate`] (request validation alone);
+//! - `from_tensors`: [`RawBatch::from_tensors`] (a KServe-style request of named tensors to a
+//!   [`RawBatch`], tensors cloned first).
 //!
 //! This crate never links the compiler, so the model is a file: `$UIE_BENCH_MODEL`, default
 //! `target/bench-inference/model.onnx` with the inputs `inputs_1.json` and `inputs_256.json` beside
@@ -19,7 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use uie_runtime::{EngineOptions, Model, Value};
+use uie_runtime::{EngineOptions, Model, RawBatch, Tensor};
 
 const BATCHES: [usize; 2] = [1, 256];
 
@@ -32,7 +33,7 @@ fn model_path() -> PathBuf {
 }
 
 /// Named tensors from the benchmark's JSON inputs file.
-fn read_inputs(path: &Path) -> Vec<(String, Value)> {
+fn read_inputs(path: &Path) -> Vec<(String, Tensor)> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| {
         panic!(
             "cannot read {}: {e}; run scripts/bench-inference.sh first (it writes the model and \
@@ -46,14 +47,14 @@ fn read_inputs(path: &Path) -> Vec<(String, Value)> {
         .map(|(name, v)| {
             let shape: Vec<usize> = serde_json::from_value(v["shape"].clone()).expect("shape");
             let value = match v["dtype"].as_str() {
-                Some("float32") => Value::F32 {
+                Some("float32") => Tensor::f32(
                     shape,
-                    data: serde_json::from_value(v["data"].clone()).expect("f32 data"),
-                },
-                Some("int64") => Value::I64 {
+                    serde_json::from_value(v["data"].clone()).expect("f32 data"),
+                ),
+                Some("int64") => Tensor::i64(
                     shape,
-                    data: serde_json::from_value(v["data"].clone()).expect("i64 data"),
-                },
+                    serde_json::from_value(v["data"].clone()).expect("i64 data"),
+                ),
                 other => panic!("{name}: unknown dtype {other:?}"),
             };
             (name, value)
@@ -76,21 +77,22 @@ fn bench(c: &mut Criterion) {
         .collect();
     let mut group = c.benchmark_group("runtime");
     for (n, tensors) in &cases {
-        let batch = model.batch_from_tensors(tensors).expect("batch");
-        let (_, inputs) = model.inputs_for(&batch).expect("inputs");
+        let schema = model.schema();
+        let batch = RawBatch::from_tensors(schema, tensors.clone()).expect("batch");
+        let inputs = batch.graph_inputs(schema);
         group.bench_with_input(BenchmarkId::new("predict", n), &batch, |b, batch| {
             b.iter(|| model.predict(batch).expect("predict"))
         });
         group.bench_with_input(BenchmarkId::new("engine_run", n), &inputs, |b, inputs| {
             b.iter(|| model.engine().run(inputs).expect("run"))
         });
-        group.bench_with_input(BenchmarkId::new("inputs_for", n), &batch, |b, batch| {
-            b.iter(|| model.inputs_for(batch).expect("inputs"))
+        group.bench_with_input(BenchmarkId::new("validate", n), &batch, |b, batch| {
+            b.iter(|| batch.validate(schema).expect("valid"))
         });
         group.bench_with_input(
-            BenchmarkId::new("batch_from_tensors", n),
+            BenchmarkId::new("from_tensors", n),
             tensors,
-            |b, tensors| b.iter(|| model.batch_from_tensors(tensors).expect("batch")),
+            |b, tensors| b.iter(|| RawBatch::from_tensors(schema, tensors.clone()).expect("batch")),
         );
     }
     group.finish();

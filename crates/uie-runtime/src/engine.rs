@@ -1,6 +1,9 @@
-//! The low-level engine: an ONNX file loaded by tract, run on named tensors.
+//! The low-level engine: an ONNX file loaded by tract, run on named tensors
+//! ([`uie_model::Tensor`], the one tensor type of the workspace).
 //!
-//! This is the only module that names tract types. [`Engine`] owns one runnable plan behind an
+//! This is the only module that names tract types. [`Engine::run`] checks its named inputs
+//! against the graph (names, element types, ranks); [`crate::Model::predict`] validates a request
+//! once and hands it over without a second check. [`Engine`] owns one runnable plan behind an
 //! `Arc`: it is `Send + Sync`, and every [`Engine::run`] runs on a state of its own (taken from a
 //! small pool of the states earlier completed runs left, or a new one), so many threads can run
 //! one engine at once. A panic inside tract is caught and returned as [`RuntimeError::Run`].
@@ -20,111 +23,67 @@ use std::sync::{Arc, Mutex};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{EvalContext, OpState};
 
+use uie_model::{InputError, Tensor as UieTensor, TensorData};
+
 use crate::error::RuntimeError;
 
-/// A tensor handed to or returned by the engine.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    /// f32 tensor.
-    F32 {
-        /// Shape.
-        shape: Vec<usize>,
-        /// Row-major values.
-        data: Vec<f32>,
-    },
-    /// i64 tensor.
-    I64 {
-        /// Shape.
-        shape: Vec<usize>,
-        /// Row-major values.
-        data: Vec<i64>,
-    },
+fn bad_input(name: &str, message: String) -> RuntimeError {
+    RuntimeError::Input(InputError::BadInput {
+        name: name.to_string(),
+        message,
+    })
 }
 
-impl Value {
-    /// The shape.
-    pub fn shape(&self) -> &[usize] {
-        match self {
-            Value::F32 { shape, .. } | Value::I64 { shape, .. } => shape,
-        }
+/// A tensor as tract's input value.
+fn to_tvalue(t: &UieTensor, name: &str) -> Result<TValue, RuntimeError> {
+    // Checked here: tract multiplies the dims without an overflow check.
+    let len = match &t.data {
+        TensorData::F32(data) => data.len(),
+        TensorData::I64(data) => data.len(),
+    };
+    let count = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if count != Some(len) {
+        return Err(bad_input(
+            name,
+            format!("shape {:?} does not hold {len} values", t.shape),
+        ));
     }
-
-    /// The f32 values, if this is an f32 tensor.
-    pub fn as_f32(&self) -> Option<&[f32]> {
-        match self {
-            Value::F32 { data, .. } => Some(data),
-            Value::I64 { .. } => None,
-        }
+    let tensor = match &t.data {
+        TensorData::F32(data) => Tensor::from_shape(&t.shape, data),
+        TensorData::I64(data) => Tensor::from_shape(&t.shape, data),
     }
+    .map_err(|e| bad_input(name, e.to_string()))?;
+    Ok(tensor.into_tvalue())
+}
 
-    /// The i64 values, if this is an i64 tensor.
-    pub fn as_i64(&self) -> Option<&[i64]> {
-        match self {
-            Value::I64 { data, .. } => Some(data),
-            Value::F32 { .. } => None,
-        }
-    }
-
-    fn dtype_name(&self) -> &'static str {
-        match self {
-            Value::F32 { .. } => "f32",
-            Value::I64 { .. } => "i64",
-        }
-    }
-
-    fn to_tvalue(&self, name: &str) -> Result<TValue, RuntimeError> {
-        // Checked here: tract multiplies the dims without an overflow check.
-        let len = match self {
-            Value::F32 { data, .. } => data.len(),
-            Value::I64 { data, .. } => data.len(),
-        };
-        let count = self
-            .shape()
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d));
-        if count != Some(len) {
-            return Err(RuntimeError::BadInput {
-                name: name.to_string(),
-                message: format!("shape {:?} does not hold {len} values", self.shape()),
-            });
-        }
-        let t = match self {
-            Value::F32 { shape, data } => Tensor::from_shape(shape, data),
-            Value::I64 { shape, data } => Tensor::from_shape(shape, data),
-        }
-        .map_err(|e| RuntimeError::BadInput {
-            name: name.to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(t.into_tvalue())
-    }
-
-    fn from_tensor(t: &Tensor) -> Result<Value, RuntimeError> {
-        let shape = t.shape().to_vec();
-        let run = |e: TractError| RuntimeError::Run(e.to_string());
-        match t.datum_type() {
-            DatumType::F32 => Ok(Value::F32 {
-                shape,
-                data: t
-                    .to_plain_array_view::<f32>()
+/// One of tract's output values as a tensor.
+fn from_tract(t: &Tensor) -> Result<UieTensor, RuntimeError> {
+    let shape = t.shape().to_vec();
+    let run = |e: TractError| RuntimeError::Run(e.to_string());
+    match t.datum_type() {
+        DatumType::F32 => Ok(UieTensor {
+            shape,
+            data: TensorData::F32(
+                t.to_plain_array_view::<f32>()
                     .map_err(run)?
                     .iter()
                     .copied()
                     .collect(),
-            }),
-            DatumType::I64 => Ok(Value::I64 {
-                shape,
-                data: t
-                    .to_plain_array_view::<i64>()
+            ),
+        }),
+        DatumType::I64 => Ok(UieTensor {
+            shape,
+            data: TensorData::I64(
+                t.to_plain_array_view::<i64>()
                     .map_err(run)?
                     .iter()
                     .copied()
                     .collect(),
-            }),
-            other => Err(RuntimeError::Run(format!(
-                "unsupported output type {other:?}"
-            ))),
-        }
+            ),
+        }),
+        other => Err(RuntimeError::Run(format!(
+            "unsupported output type {other:?}"
+        ))),
     }
 }
 
@@ -385,49 +344,73 @@ impl Engine {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Runs the model. Every graph input must be given exactly once, by name; outputs come back in
-    /// graph order with their names.
-    pub fn run(&self, inputs: &[(&str, Value)]) -> Result<Vec<(String, Value)>, RuntimeError> {
+    /// Runs the model. Every graph input must be given exactly once, by name, with the graph's
+    /// element type and rank; outputs come back in graph order with their names.
+    pub fn run<S: AsRef<str>>(
+        &self,
+        inputs: &[(S, UieTensor)],
+    ) -> Result<Vec<(String, UieTensor)>, RuntimeError> {
+        let values = self.checked_inputs(inputs)?;
+        self.execute(values)
+    }
+
+    /// Runs inputs already checked against the model ([`crate::Model::predict`] validates a
+    /// request once, with [`uie_model::RawBatch::validate`]): the graph's inputs, in graph order.
+    pub(crate) fn run_validated(
+        &self,
+        inputs: &[(String, UieTensor)],
+    ) -> Result<Vec<(String, UieTensor)>, RuntimeError> {
+        let values = inputs
+            .iter()
+            .map(|(name, t)| to_tvalue(t, name))
+            .collect::<Result<TVec<_>, _>>()?;
+        self.execute(values)
+    }
+
+    /// The check of [`Engine::run`]: the named tensors as tract values in graph order.
+    fn checked_inputs<S: AsRef<str>>(
+        &self,
+        inputs: &[(S, UieTensor)],
+    ) -> Result<TVec<TValue>, RuntimeError> {
         for (name, _) in inputs {
-            if !self.inputs.iter().any(|i| i.name == *name) {
-                return Err(RuntimeError::BadInput {
-                    name: name.to_string(),
-                    message: "not an input of this model".into(),
-                });
+            let name = name.as_ref();
+            if !self.inputs.iter().any(|i| i.name == name) {
+                return Err(bad_input(name, "not an input of this model".into()));
             }
         }
         let mut values = TVec::new();
         for spec in self.inputs.iter() {
-            let mut given = inputs.iter().filter(|(n, _)| *n == spec.name);
-            let (_, value) = given.next().ok_or_else(|| RuntimeError::BadInput {
-                name: spec.name.clone(),
-                message: "missing".into(),
-            })?;
+            let mut given = inputs.iter().filter(|(n, _)| n.as_ref() == spec.name);
+            let (_, value) = given
+                .next()
+                .ok_or_else(|| bad_input(&spec.name, "missing".into()))?;
             if given.next().is_some() {
-                return Err(RuntimeError::BadInput {
-                    name: spec.name.clone(),
-                    message: "given more than once".into(),
-                });
+                return Err(bad_input(&spec.name, "given more than once".into()));
             }
             let expected = match spec.dtype {
                 DatumType::F32 => "f32",
                 DatumType::I64 => "i64",
                 _ => "an unsupported type",
             };
-            if value.dtype_name() != expected {
-                return Err(RuntimeError::BadInput {
-                    name: spec.name.clone(),
-                    message: format!("expected {expected}, got {}", value.dtype_name()),
-                });
+            if value.dtype().name() != expected {
+                return Err(bad_input(
+                    &spec.name,
+                    format!("expected {expected}, got {}", value.dtype()),
+                ));
             }
-            if value.shape().len() != spec.rank {
-                return Err(RuntimeError::BadInput {
-                    name: spec.name.clone(),
-                    message: format!("expected rank {}, got shape {:?}", spec.rank, value.shape()),
-                });
+            if value.shape.len() != spec.rank {
+                return Err(bad_input(
+                    &spec.name,
+                    format!("expected rank {}, got shape {:?}", spec.rank, value.shape),
+                ));
             }
-            values.push(value.to_tvalue(&spec.name)?);
+            values.push(to_tvalue(value, &spec.name)?);
         }
+        Ok(values)
+    }
+
+    /// Runs tract on input values in graph order, on a pooled run state.
+    fn execute(&self, values: TVec<TValue>) -> Result<Vec<(String, UieTensor)>, RuntimeError> {
         let outputs = match catch_unwind(AssertUnwindSafe(|| {
             let pooled = self.states.lock().ok().and_then(|mut pool| pool.pop());
             let mut state = match pooled {
@@ -452,7 +435,7 @@ impl Engine {
         outputs
             .iter()
             .zip(self.outputs.iter())
-            .map(|(t, name)| Ok((name.clone(), Value::from_tensor(t)?)))
+            .map(|(t, name)| Ok((name.clone(), from_tract(t)?)))
             .collect()
     }
 }
@@ -488,18 +471,13 @@ impl Engine {
     /// Runs the plan `runs` times on `inputs` and returns the wall time spent in each node, in
     /// plan order (a diagnostic for finding where tract spends its time; inputs are checked as in
     /// [`Engine::run`] by a first plain run).
-    pub fn profile(
+    pub fn profile<S: AsRef<str>>(
         &self,
-        inputs: &[(&str, Value)],
+        inputs: &[(S, UieTensor)],
         runs: usize,
     ) -> Result<Vec<NodeTime>, RuntimeError> {
         self.run(inputs)?;
-        let mut values = TVec::new();
-        for spec in self.inputs.iter() {
-            if let Some((_, v)) = inputs.iter().find(|(n, _)| *n == spec.name) {
-                values.push(v.to_tvalue(&spec.name)?);
-            }
-        }
+        let values = self.checked_inputs(inputs)?;
         let model = self.plan.model();
         let mut times = vec![0u128; model.nodes().len()];
         let timed = catch_unwind(AssertUnwindSafe(|| -> TractResult<()> {

@@ -13,8 +13,9 @@
 //! let handle = ModelHandle::load("model.onnx".as_ref())?;
 //! let served = handle.clone(); // give clones to worker threads
 //! std::thread::spawn(move || {
-//!     let batch = Batch::new(); // features elided
-//!     let _ = served.predict(&batch);
+//!     let model = served.current(); // one model for the whole request
+//!     let batch = Batch::new().build(model.schema()); // features elided
+//!     let _ = batch.map(|b| model.predict(&b));
 //! });
 //! // Later, with new memory tables compiled into model-v2.onnx:
 //! if let Err(e) = handle.reload("model-v2.onnx".as_ref()) {
@@ -28,7 +29,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::engine::EngineOptions;
 use crate::error::RuntimeError;
-use crate::model::{Batch, Model, Predictions};
+use uie_model::RawBatch;
+
+use crate::model::{Model, Predictions};
 
 #[derive(Debug)]
 struct Slot {
@@ -98,7 +101,7 @@ impl ModelHandle {
     }
 
     /// Predicts on the current model.
-    pub fn predict(&self, batch: &Batch) -> Result<Predictions, RuntimeError> {
+    pub fn predict(&self, batch: &RawBatch) -> Result<Predictions, RuntimeError> {
         self.current().predict(batch)
     }
 

@@ -1,13 +1,16 @@
-//! The typed API for services: load a compiled uie model, build a batch from named features, get
-//! per-task probabilities.
+//! The typed API for services: load a compiled uie model, give it a batch in the graph's shape
+//! ([`RawBatch`]), get per-task probabilities.
 //!
-//! The model describes itself through its ONNX `metadata_props` (written by `uie-compile`):
-//! `uie.schema` (categorical fields with bucket counts, dense feature names, and for a model with a
-//! behaviour sequence `"sequence": {"item_field": …, "inputs": ["hist_items", "hist_len"]}`) and
-//! `uie.tasks`. A model with a sequence takes the history through [`Batch::history`]: item ids
-//! `[rows, L]` (oldest first, right-padded) and the real lengths `hist_len`, each in `[0, L]`. A
-//! request is validated against that schema before anything runs: a missing, extra, duplicated or
-//! mistyped feature, a wrong length or a non-finite number is an error that names the feature.
+//! The model describes itself through its ONNX `metadata_props`, written by `uie-compile` and
+//! read here as one [`ModelMetadata`] (module [`uie_model::graph`]): the features it takes
+//! ([`GraphSchema`]: categorical fields with bucket counts, dense feature names, the behaviour
+//! sequence) and its tasks. A request reaches the model as a [`RawBatch`]: one id column per
+//! categorical field, the dense matrix `[rows, d]`, and for a model with a sequence the history
+//! (item ids `[rows, L]`, oldest first, right-padded, and the real lengths `hist_len` in
+//! `[0, L]`). [`Model::predict`] validates it once ([`RawBatch::validate`]: a missing, extra or
+//! mistyped feature, a wrong length or a non-finite number is an error that names the feature)
+//! and hands it to the engine. [`Batch`] builds a [`RawBatch`] from named feature columns;
+//! [`RawBatch::from_tensors`] builds one from named graph-input tensors.
 //!
 //! ```no_run
 //! use uie_runtime::{Batch, Model};
@@ -15,8 +18,8 @@
 //! let model = Model::load("model.onnx".as_ref())?;
 //! let batch = Batch::new()
 //!     .ids("education", vec![uie_runtime::feature_id("Bachelors degree(BA AB BS)")])
-//!     .numbers("age", vec![41.0]);
-//! # let batch = batch; // other features elided
+//!     .numbers("age", vec![41.0])
+//!     .build(model.schema())?; // other features elided
 //! let preds = model.predict(&batch)?;
 //! println!("{:?}", preds.task("income"));
 //! # Ok(()) }
@@ -26,55 +29,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::engine::{Engine, EngineOptions, Value};
+use uie_model::graph::{probs_spec, GraphSchema, ModelMetadata, TensorSpec, PROBS};
+use uie_model::{History, InputError, RawBatch, TensorData};
+
+use crate::engine::{Engine, EngineOptions};
 use crate::error::RuntimeError;
-
-/// Name of the dense graph input.
-pub const DENSE_INPUT: &str = "dense";
-/// Name of the probabilities graph output.
-pub const PROBS_OUTPUT: &str = "probs";
-/// Name of the history items graph input.
-pub const HIST_ITEMS: &str = "hist_items";
-/// Name of the history length graph input.
-pub const HIST_LEN: &str = "hist_len";
-
-/// The behaviour sequence a model takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SequenceSpec {
-    /// The item field whose ids (and embedding table) the history shares.
-    pub item_field: String,
-}
-
-/// Named graph inputs, in graph order.
-pub type GraphInputs<'a> = Vec<(&'a str, Value)>;
-
-/// One categorical input of the model.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CategoricalSpec {
-    /// Feature (and graph input) name.
-    pub name: String,
-    /// Hash buckets: the model maps an id to row `id mod buckets`.
-    pub buckets: u64,
-}
-
-/// The features a model takes, read from its metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Schema {
-    /// Categorical fields, in graph input order.
-    pub categorical: Vec<CategoricalSpec>,
-    /// Dense feature names, in the column order of the `dense` input.
-    pub dense: Vec<String>,
-    /// The behaviour sequence, when the model has one (inputs `hist_items`, `hist_len`).
-    pub sequence: Option<SequenceSpec>,
-}
-
-/// The history of a request (see [`Batch::history`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct HistoryValues {
-    items: Vec<i64>,
-    len: Vec<i64>,
-    width: usize,
-}
 
 /// Values of one feature for every row of a batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,12 +45,6 @@ pub enum FeatureValues {
 }
 
 impl FeatureValues {
-    fn len(&self) -> usize {
-        match self {
-            FeatureValues::Ids(v) => v.len(),
-            FeatureValues::Numbers(v) => v.len(),
-        }
-    }
     fn kind(&self) -> &'static str {
         match self {
             FeatureValues::Ids(_) => "int64 ids",
@@ -100,12 +53,13 @@ impl FeatureValues {
     }
 }
 
-/// A request: named feature columns, one value per row each.
+/// A request as named feature columns, one value per row each: a builder of a [`RawBatch`]
+/// ([`Batch::build`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
     features: BTreeMap<String, FeatureValues>,
     duplicates: Vec<String>,
-    history: Option<HistoryValues>,
+    history: Option<History>,
 }
 
 impl Batch {
@@ -128,9 +82,9 @@ impl Batch {
 
     /// Sets the behaviour sequence: `items` row-major `[rows, width]` (oldest first, right-padded,
     /// any int64: the model hashes them), `len[r]` real entries of row r, in `[0, width]`.
-    /// Checked against the model in [`Model::inputs_for`]; a second call replaces the first.
+    /// Checked against the model by [`Model::predict`]; a second call replaces the first.
     pub fn history(mut self, items: Vec<i64>, len: Vec<i64>, width: usize) -> Batch {
-        self.history = Some(HistoryValues { items, len, width });
+        self.history = Some(History { width, items, len });
         self
     }
 
@@ -139,6 +93,76 @@ impl Batch {
         if self.features.insert(name.to_string(), values).is_some() {
             self.duplicates.push(name.to_string());
         }
+    }
+
+    /// The batch in the graph's shape for a model's schema: the ids moved, the dense columns packed
+    /// into the `[rows, d]` matrix in the schema's column order. Checks what packing needs (every
+    /// feature known, given once, of its kind, the dense columns as long as the batch); everything
+    /// else is [`Model::predict`]'s one check. The rows are the length of the first categorical
+    /// feature (in graph order), else of the first dense one, else of `hist_len`.
+    pub fn build(mut self, schema: &GraphSchema) -> Result<RawBatch, InputError> {
+        if let Some(name) = self.duplicates.first() {
+            return Err(InputError::DuplicateFeature(name.clone()));
+        }
+        for name in self.features.keys() {
+            let known = schema.categorical.iter().any(|c| &c.name == name)
+                || schema.dense.iter().any(|d| d == name);
+            if !known {
+                return Err(InputError::UnknownFeature(name.clone()));
+            }
+        }
+        let wrong =
+            |name: &str, expected: &'static str, found: &FeatureValues| InputError::WrongType {
+                name: name.to_string(),
+                expected,
+                found: found.kind(),
+            };
+        let mut categorical = BTreeMap::new();
+        for c in &schema.categorical {
+            match self.features.remove(&c.name) {
+                None => return Err(InputError::MissingFeature(c.name.clone())),
+                Some(FeatureValues::Ids(ids)) => {
+                    categorical.insert(c.name.clone(), ids);
+                }
+                Some(other) => return Err(wrong(&c.name, "int64 ids", &other)),
+            }
+        }
+        let mut columns = Vec::with_capacity(schema.dense.len());
+        for d in &schema.dense {
+            match self.features.remove(d) {
+                None => return Err(InputError::MissingFeature(d.clone())),
+                Some(FeatureValues::Numbers(x)) => columns.push((d, x)),
+                Some(other) => return Err(wrong(d, "numbers", &other)),
+            }
+        }
+        let n = schema
+            .categorical
+            .first()
+            .and_then(|c| categorical.get(&c.name))
+            .map(Vec::len)
+            .or_else(|| columns.first().map(|(_, x)| x.len()))
+            .or_else(|| self.history.as_ref().map(|h| h.len.len()))
+            .unwrap_or(0);
+        let width = columns.len();
+        let mut dense = vec![0.0f32; n * width];
+        for (j, (name, col)) in columns.iter().enumerate() {
+            if col.len() != n {
+                return Err(InputError::WrongLength {
+                    name: name.to_string(),
+                    expected: n,
+                    found: col.len(),
+                });
+            }
+            for (r, v) in col.iter().enumerate() {
+                dense[r * width + j] = *v;
+            }
+        }
+        Ok(RawBatch {
+            n,
+            categorical,
+            dense,
+            history: self.history,
+        })
     }
 }
 
@@ -174,117 +198,7 @@ pub struct Model {
 #[derive(Debug)]
 struct ModelInner {
     engine: Engine,
-    schema: Schema,
-    tasks: Vec<String>,
-}
-
-/// Element type of a graph tensor, named as the KServe v2 / Triton protocols name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TensorType {
-    /// 64-bit signed integers (`INT64`).
-    Int64,
-    /// 32-bit floats (`FP32`).
-    Fp32,
-}
-
-impl TensorType {
-    /// The KServe v2 datatype name: `INT64` or `FP32`.
-    pub fn kserve_name(self) -> &'static str {
-        match self {
-            TensorType::Int64 => "INT64",
-            TensorType::Fp32 => "FP32",
-        }
-    }
-}
-
-/// The name, type and shape of one graph input or output. `None` dims are dynamic (the batch
-/// dimension `N` first, and the history width `L`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TensorSpec {
-    /// Graph input or output name.
-    pub name: String,
-    /// Element type.
-    pub dtype: TensorType,
-    /// Dims, batch first; `None` for a dynamic dim.
-    pub dims: Vec<Option<usize>>,
-}
-
-fn history_err(name: &str, message: impl Into<String>) -> RuntimeError {
-    RuntimeError::BadHistory {
-        name: name.to_string(),
-        message: message.into(),
-    }
-}
-
-fn meta_err(message: impl Into<String>) -> RuntimeError {
-    RuntimeError::Metadata(message.into())
-}
-
-fn parse_schema(engine: &Engine) -> Result<(Schema, Vec<String>), RuntimeError> {
-    let schema_text = engine
-        .metadata_value("uie.schema")
-        .ok_or_else(|| meta_err("uie.schema is missing: was this file written by uie-compile?"))?;
-    let tasks_text = engine
-        .metadata_value("uie.tasks")
-        .ok_or_else(|| meta_err("uie.tasks is missing"))?;
-    let schema: serde_json::Value = serde_json::from_str(schema_text)
-        .map_err(|e| meta_err(format!("uie.schema is not JSON: {e}")))?;
-    let tasks: Vec<String> = serde_json::from_str(tasks_text)
-        .map_err(|e| meta_err(format!("uie.tasks is not a JSON list of names: {e}")))?;
-    let mut categorical = Vec::new();
-    for f in schema["categorical"]
-        .as_array()
-        .ok_or_else(|| meta_err("uie.schema.categorical is not a list"))?
-    {
-        let name = f["name"]
-            .as_str()
-            .ok_or_else(|| meta_err("uie.schema.categorical[].name is not a string"))?;
-        let buckets = f["buckets"]
-            .as_u64()
-            .ok_or_else(|| meta_err(format!("uie.schema: buckets of {name} is not a number")))?;
-        categorical.push(CategoricalSpec {
-            name: name.to_string(),
-            buckets,
-        });
-    }
-    let dense = schema["dense"]
-        .as_array()
-        .ok_or_else(|| meta_err("uie.schema.dense is not a list"))?
-        .iter()
-        .map(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| meta_err("uie.schema.dense[] is not a string"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let sequence = match schema.get("sequence") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(seq) => {
-            let item_field = seq["item_field"]
-                .as_str()
-                .ok_or_else(|| meta_err("uie.schema.sequence.item_field is not a string"))?;
-            let inputs: Vec<&str> = seq["inputs"]
-                .as_array()
-                .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
-                .unwrap_or_default();
-            if inputs != [HIST_ITEMS, HIST_LEN] {
-                return Err(meta_err(format!(
-                    "uie.schema.sequence.inputs is {inputs:?}, expected [{HIST_ITEMS}, {HIST_LEN}]"
-                )));
-            }
-            Some(SequenceSpec {
-                item_field: item_field.to_string(),
-            })
-        }
-    };
-    Ok((
-        Schema {
-            categorical,
-            dense,
-            sequence,
-        },
-        tasks,
-    ))
+    metadata: ModelMetadata,
 }
 
 impl Model {
@@ -310,44 +224,36 @@ impl Model {
         Model::from_engine(Engine::load_bytes(bytes, opts)?)
     }
 
-    /// Wraps a loaded engine, reading the schema from its metadata and checking it against the
-    /// graph's inputs.
+    /// Wraps a loaded engine, reading the metadata and checking its schema against the graph's
+    /// inputs.
     pub fn from_engine(engine: Engine) -> Result<Model, RuntimeError> {
-        let (schema, tasks) = parse_schema(&engine)?;
-        let mut expected: Vec<&str> = schema.categorical.iter().map(|c| c.name.as_str()).collect();
-        if !schema.dense.is_empty() {
-            expected.push(DENSE_INPUT);
-        }
-        if schema.sequence.is_some() {
-            expected.push(HIST_ITEMS);
-            expected.push(HIST_LEN);
-        }
+        let metadata = ModelMetadata::from_props(|key| engine.metadata_value(key))
+            .map_err(|e| RuntimeError::Metadata(e.0))?;
+        let expected = metadata.schema.input_names();
         if engine.input_names() != expected {
-            return Err(meta_err(format!(
+            return Err(RuntimeError::Metadata(format!(
                 "uie.schema lists inputs {expected:?} but the graph has {:?}",
                 engine.input_names()
             )));
         }
-        if !engine.output_names().iter().any(|o| o == PROBS_OUTPUT) {
-            return Err(meta_err("the graph has no `probs` output"));
+        if !engine.output_names().iter().any(|o| o == PROBS) {
+            return Err(RuntimeError::Metadata(format!(
+                "the graph has no `{PROBS}` output"
+            )));
         }
         Ok(Model {
-            inner: Arc::new(ModelInner {
-                engine,
-                schema,
-                tasks,
-            }),
+            inner: Arc::new(ModelInner { engine, metadata }),
         })
     }
 
     /// The features the model takes.
-    pub fn schema(&self) -> &Schema {
-        &self.inner.schema
+    pub fn schema(&self) -> &GraphSchema {
+        &self.inner.metadata.schema
     }
 
     /// Task names, in output-column order.
     pub fn tasks(&self) -> &[String] {
-        &self.inner.tasks
+        &self.inner.metadata.tasks
     }
 
     /// The underlying engine.
@@ -355,340 +261,60 @@ impl Model {
         &self.inner.engine
     }
 
-    /// The model's `uie.model_name` metadata, when present.
-    pub fn name(&self) -> Option<&str> {
-        self.inner.engine.metadata_value("uie.model_name")
+    /// The model's `uie.*` metadata.
+    pub fn metadata(&self) -> &ModelMetadata {
+        &self.inner.metadata
     }
 
-    /// The graph inputs, in graph order: one `INT64 [N]` per categorical field, `dense`
-    /// `FP32 [N, d]` when the model has dense features, and with a behaviour sequence
-    /// `hist_items` `INT64 [N, L]` and `hist_len` `INT64 [N]`.
+    /// The model's name (`uie.model_name`).
+    pub fn name(&self) -> &str {
+        &self.inner.metadata.model_name
+    }
+
+    /// The graph inputs, in graph order ([`GraphSchema::inputs`]).
     pub fn input_specs(&self) -> Vec<TensorSpec> {
-        let schema = self.schema();
-        let mut specs: Vec<TensorSpec> = schema
-            .categorical
-            .iter()
-            .map(|c| TensorSpec {
-                name: c.name.clone(),
-                dtype: TensorType::Int64,
-                dims: vec![None],
-            })
-            .collect();
-        if !schema.dense.is_empty() {
-            specs.push(TensorSpec {
-                name: DENSE_INPUT.to_string(),
-                dtype: TensorType::Fp32,
-                dims: vec![None, Some(schema.dense.len())],
-            });
-        }
-        if schema.sequence.is_some() {
-            specs.push(TensorSpec {
-                name: HIST_ITEMS.to_string(),
-                dtype: TensorType::Int64,
-                dims: vec![None, None],
-            });
-            specs.push(TensorSpec {
-                name: HIST_LEN.to_string(),
-                dtype: TensorType::Int64,
-                dims: vec![None],
-            });
-        }
-        specs
+        self.schema().inputs()
     }
 
-    /// The output a service answers with: `probs`, `FP32 [N, tasks]`.
+    /// The output a service answers with: `probs`, `f32 [N, tasks]`.
     pub fn output_specs(&self) -> Vec<TensorSpec> {
-        vec![TensorSpec {
-            name: PROBS_OUTPUT.to_string(),
-            dtype: TensorType::Fp32,
-            dims: vec![None, Some(self.tasks().len())],
-        }]
+        vec![probs_spec(self.tasks().len())]
     }
 
-    /// Turns named graph-input tensors (the shapes of [`Model::input_specs`]) into a [`Batch`],
-    /// checking names, types, ranks, the `dense` width and that every `dense` value is finite;
-    /// [`Model::predict`] checks the rest (row counts, `hist_len` in `[0, L]`). Every error names
-    /// the input at fault.
-    pub fn batch_from_tensors(&self, tensors: &[(String, Value)]) -> Result<Batch, RuntimeError> {
-        let specs = self.input_specs();
-        let bad = |name: &str, message: String| RuntimeError::BadInput {
-            name: name.to_string(),
-            message,
-        };
-        for (i, (name, _)) in tensors.iter().enumerate() {
-            if !specs.iter().any(|s| &s.name == name) {
-                return Err(RuntimeError::UnknownFeature(name.clone()));
-            }
-            if tensors[..i].iter().any(|(n, _)| n == name) {
-                return Err(RuntimeError::DuplicateFeature(name.clone()));
-            }
-        }
-        let mut batch = Batch::new();
-        let mut hist_items: Option<(Vec<i64>, usize)> = None;
-        let mut hist_len: Option<Vec<i64>> = None;
-        for spec in &specs {
-            let (_, value) = tensors
-                .iter()
-                .find(|(n, _)| n == &spec.name)
-                .ok_or_else(|| RuntimeError::MissingFeature(spec.name.clone()))?;
-            let shape = value.shape();
-            if shape.len() != spec.dims.len() {
-                return Err(bad(
-                    &spec.name,
-                    format!("expected rank {}, got shape {shape:?}", spec.dims.len()),
-                ));
-            }
-            for (axis, (want, got)) in spec.dims.iter().zip(shape).enumerate() {
-                if let Some(want) = want {
-                    if want != got {
-                        return Err(bad(
-                            &spec.name,
-                            format!("dim {axis} must be {want}, got shape {shape:?}"),
-                        ));
-                    }
-                }
-            }
-            let wrong_type = |found: &'static str| RuntimeError::WrongType {
-                name: spec.name.clone(),
-                expected: spec.dtype.kserve_name(),
-                found,
-            };
-            match (spec.dtype, value) {
-                (TensorType::Int64, Value::I64 { data, .. }) => {
-                    if spec.name == HIST_ITEMS {
-                        hist_items = Some((data.clone(), shape[1]));
-                    } else if spec.name == HIST_LEN {
-                        hist_len = Some(data.clone());
-                    } else {
-                        batch = batch.ids(&spec.name, data.clone());
-                    }
-                }
-                (TensorType::Fp32, Value::F32 { data, .. }) => {
-                    let width = self.schema().dense.len();
-                    if let Some((i, v)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                        let (row, col) = (i / width, i % width);
-                        return Err(bad(
-                            &spec.name,
-                            format!(
-                                "row {row}, column {col} ({}) is {v}, not a finite number",
-                                self.schema().dense[col]
-                            ),
-                        ));
-                    }
-                    for (col, name) in self.schema().dense.iter().enumerate() {
-                        let column = data.iter().skip(col).step_by(width).copied().collect();
-                        batch = batch.numbers(name, column);
-                    }
-                }
-                (_, Value::I64 { .. }) => return Err(wrong_type("INT64")),
-                (_, Value::F32 { .. }) => return Err(wrong_type("FP32")),
-            }
-        }
-        if let (Some((items, width)), Some(len)) = (hist_items, hist_len) {
-            batch = batch.history(items, len, width);
-        }
-        Ok(batch)
-    }
-
-    /// Validates a batch and turns it into graph inputs.
-    pub fn inputs_for(&self, batch: &Batch) -> Result<(usize, GraphInputs<'_>), RuntimeError> {
-        if let Some(name) = batch.duplicates.first() {
-            return Err(RuntimeError::DuplicateFeature(name.clone()));
-        }
-        for name in batch.features.keys() {
-            let known = self
-                .inner
-                .schema
-                .categorical
-                .iter()
-                .any(|c| &c.name == name)
-                || self.inner.schema.dense.iter().any(|d| d == name);
-            if !known {
-                return Err(RuntimeError::UnknownFeature(name.clone()));
-            }
-        }
-        let get = |name: &str| {
-            batch
-                .features
-                .get(name)
-                .ok_or_else(|| RuntimeError::MissingFeature(name.to_string()))
-        };
-        let mut rows: Option<usize> = None;
-        let mut check_len = |name: &str, v: &FeatureValues| match rows {
-            None => {
-                rows = Some(v.len());
-                Ok(())
-            }
-            Some(n) if n == v.len() => Ok(()),
-            Some(n) => Err(RuntimeError::WrongLength {
-                name: name.to_string(),
-                expected: n,
-                found: v.len(),
-            }),
-        };
-        let mut inputs = Vec::new();
-        for c in &self.inner.schema.categorical {
-            let v = get(&c.name)?;
-            check_len(&c.name, v)?;
-            match v {
-                FeatureValues::Ids(ids) => inputs.push((
-                    c.name.as_str(),
-                    Value::I64 {
-                        shape: vec![ids.len()],
-                        data: ids.clone(),
-                    },
-                )),
-                other => {
-                    return Err(RuntimeError::WrongType {
-                        name: c.name.clone(),
-                        expected: "int64 ids",
-                        found: other.kind(),
-                    })
-                }
-            }
-        }
-        let mut columns = Vec::new();
-        for d in &self.inner.schema.dense {
-            let v = get(d)?;
-            check_len(d, v)?;
-            match v {
-                FeatureValues::Numbers(x) => {
-                    if let Some((row, &value)) = x.iter().enumerate().find(|(_, v)| !v.is_finite())
-                    {
-                        return Err(RuntimeError::NonFinite {
-                            name: d.clone(),
-                            row,
-                            value,
-                        });
-                    }
-                    columns.push(x);
-                }
-                other => {
-                    return Err(RuntimeError::WrongType {
-                        name: d.clone(),
-                        expected: "numbers",
-                        found: other.kind(),
-                    })
-                }
-            }
-        }
-        let n = rows.unwrap_or(0);
-        if !columns.is_empty() {
-            let width = columns.len();
-            let mut data = vec![0.0f32; n * width];
-            for (j, col) in columns.iter().enumerate() {
-                for (r, v) in col.iter().enumerate() {
-                    data[r * width + j] = *v;
-                }
-            }
-            inputs.push((
-                DENSE_INPUT,
-                Value::F32 {
-                    shape: vec![n, width],
-                    data,
-                },
-            ));
-        }
-        let n = match (&self.inner.schema.sequence, &batch.history) {
-            (None, None) => n,
-            (None, Some(_)) => {
-                return Err(history_err(
-                    HIST_ITEMS,
-                    "this model has no behaviour sequence",
-                ))
-            }
-            (Some(_), None) => return Err(history_err(HIST_ITEMS, "missing from the request")),
-            (Some(_), Some(h)) => {
-                let n = if rows.is_none() { h.len.len() } else { n };
-                self.history_inputs(h, n, &mut inputs)?;
-                n
-            }
-        };
-        Ok((n, inputs))
-    }
-
-    /// Checks a history against the batch size and appends `hist_items`, `hist_len`.
-    fn history_inputs(
-        &self,
-        h: &HistoryValues,
-        n: usize,
-        inputs: &mut GraphInputs<'_>,
-    ) -> Result<(), RuntimeError> {
-        if h.width == 0 {
-            return Err(history_err(HIST_ITEMS, "width L must be at least 1"));
-        }
-        if h.len.len() != n {
-            return Err(history_err(
-                HIST_LEN,
-                format!("{} values, but the batch has {n} rows", h.len.len()),
-            ));
-        }
-        // checked: a width near usize::MAX (a request's `hist_items` of shape [0, 2^63]) must
-        // not wrap `n × L` around to the number of ids given.
-        if n.checked_mul(h.width) != Some(h.items.len()) {
-            return Err(history_err(
-                HIST_ITEMS,
-                format!(
-                    "{} ids, but the batch has {n} rows × L = {}",
-                    h.items.len(),
-                    h.width
-                ),
-            ));
-        }
-        if let Some((row, &l)) = h
-            .len
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| l < 0 || l as u64 > h.width as u64)
-        {
-            return Err(history_err(
-                HIST_LEN,
-                format!("row {row} is {l}, outside [0, {}]", h.width),
-            ));
-        }
-        inputs.push((
-            HIST_ITEMS,
-            Value::I64 {
-                shape: vec![n, h.width],
-                data: h.items.clone(),
-            },
-        ));
-        inputs.push((
-            HIST_LEN,
-            Value::I64 {
-                shape: vec![n],
-                data: h.len.clone(),
-            },
-        ));
-        Ok(())
-    }
-
-    /// Validates the batch and returns per-task probabilities. A batch of zero rows gives empty
-    /// predictions without running the engine.
-    pub fn predict(&self, batch: &Batch) -> Result<Predictions, RuntimeError> {
-        let (rows, inputs) = self.inputs_for(batch)?;
+    /// Validates the batch ([`RawBatch::validate`], the one check a request goes through) and
+    /// returns per-task probabilities. A batch of zero rows gives empty predictions without
+    /// running the engine.
+    pub fn predict(&self, batch: &RawBatch) -> Result<Predictions, RuntimeError> {
+        let schema = self.schema();
+        batch.validate(schema)?;
+        let tasks = self.tasks();
+        let rows = batch.n;
         if rows == 0 {
             return Ok(Predictions {
-                tasks: self.inner.tasks.clone(),
+                tasks: tasks.to_vec(),
                 rows: 0,
                 probs: Vec::new(),
             });
         }
-        let outputs = self.inner.engine.run(&inputs)?;
+        let outputs = self
+            .inner
+            .engine
+            .run_validated(&batch.graph_inputs(schema))?;
         let (_, probs) = outputs
             .into_iter()
-            .find(|(name, _)| name == PROBS_OUTPUT)
-            .ok_or_else(|| RuntimeError::Run("no probs output".into()))?;
-        let expected = vec![rows, self.inner.tasks.len()];
-        match probs {
-            Value::F32 { shape, data } if shape == expected => Ok(Predictions {
-                tasks: self.inner.tasks.clone(),
+            .find(|(name, _)| name == PROBS)
+            .ok_or_else(|| RuntimeError::Run(format!("no {PROBS} output")))?;
+        let expected = vec![rows, tasks.len()];
+        match probs.data {
+            TensorData::F32(data) if probs.shape == expected => Ok(Predictions {
+                tasks: tasks.to_vec(),
                 rows,
                 probs: data,
             }),
-            other => Err(RuntimeError::Run(format!(
-                "probs has shape {:?}, expected {expected:?}",
-                other.shape()
+            _ => Err(RuntimeError::Run(format!(
+                "{PROBS} has shape {:?} and type {}, expected f32 {expected:?}",
+                probs.shape,
+                probs.dtype()
             ))),
         }
     }

@@ -3,10 +3,12 @@
 //! writing metadata and infer responses.
 //!
 //! Pure functions over bytes and `serde_json` values: no sockets here, so every rule is a unit
-//! test.
+//! test. This is the only place that knows the wire format: KServe's datatype names
+//! ([`datatype_name`]), its JSON and binary tensors. A request becomes named graph-input tensors,
+//! then a [`RawBatch`] ([`RawBatch::from_tensors`]), which [`Model::predict`] validates once.
 
 use serde_json::{json, Map, Value as Json};
-use uie_runtime::{Batch, Model, Predictions, TensorSpec, Value};
+use uie_runtime::{graph, Dtype, Model, Predictions, RawBatch, RuntimeError, Tensor, TensorSpec};
 
 use crate::error::ServeError;
 
@@ -16,13 +18,28 @@ pub const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
 /// The only model version served.
 pub const VERSION: &str = "1";
 
+/// The KServe v2 datatype name of an element type: `INT64` or `FP32`.
+pub fn datatype_name(dtype: Dtype) -> &'static str {
+    match dtype {
+        Dtype::I64 => "INT64",
+        Dtype::F32 => "FP32",
+    }
+}
+
+/// The element type of a KServe v2 datatype name, for the two served (`INT64`, `FP32`).
+fn datatype(name: &str) -> Option<Dtype> {
+    [Dtype::I64, Dtype::F32]
+        .into_iter()
+        .find(|&d| datatype_name(d) == name)
+}
+
 /// A parsed infer request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InferRequest {
     /// The request id, echoed in the response.
     pub id: Option<String>,
     /// Named input tensors, in request order.
-    pub inputs: Vec<(String, Value)>,
+    pub inputs: Vec<(String, Tensor)>,
     /// Requested output names (empty: all).
     pub outputs: Vec<String>,
 }
@@ -32,7 +49,7 @@ impl InferRequest {
     pub fn rows(&self) -> usize {
         self.inputs
             .iter()
-            .map(|(_, v)| v.shape().first().copied().unwrap_or(0))
+            .map(|(_, v)| v.shape.first().copied().unwrap_or(0))
             .max()
             .unwrap_or(0)
     }
@@ -66,7 +83,11 @@ fn parse_shape(name: &str, t: &Map<String, Json>) -> Result<Vec<usize>, ServeErr
         .collect()
 }
 
-fn parse_input(t: &Json, binary: &[u8], offset: &mut usize) -> Result<(String, Value), ServeError> {
+fn parse_input(
+    t: &Json,
+    binary: &[u8],
+    offset: &mut usize,
+) -> Result<(String, Tensor), ServeError> {
     let t = t
         .as_object()
         .ok_or_else(|| bad("every entry of `inputs` must be an object"))?;
@@ -84,14 +105,14 @@ fn parse_input(t: &Json, binary: &[u8], offset: &mut usize) -> Result<(String, V
         .get("datatype")
         .and_then(Json::as_str)
         .ok_or_else(|| bad(format!("input {name}: no `datatype`")))?;
-    let width = match datatype {
-        "INT64" => 8,
-        "FP32" => 4,
-        other => {
-            return Err(bad(format!(
-                "input {name}: datatype {other} is not served (INT64 or FP32)"
-            )))
-        }
+    let dtype = self::datatype(datatype).ok_or_else(|| {
+        bad(format!(
+            "input {name}: datatype {datatype} is not served (INT64 or FP32)"
+        ))
+    })?;
+    let width = match dtype {
+        Dtype::I64 => 8,
+        Dtype::F32 => 4,
     };
     let binary_size = t
         .get("parameters")
@@ -118,7 +139,7 @@ fn parse_input(t: &Json, binary: &[u8], offset: &mut usize) -> Result<(String, V
                 "input {name}: {size} bytes of {datatype} data for shape {shape:?}"
             )));
         }
-        let value = if width == 8 {
+        let value = if dtype == Dtype::I64 {
             let data = bytes
                 .chunks_exact(8)
                 .map(|c| {
@@ -127,7 +148,7 @@ fn parse_input(t: &Json, binary: &[u8], offset: &mut usize) -> Result<(String, V
                     i64::from_le_bytes(b)
                 })
                 .collect();
-            Value::I64 { shape, data }
+            Tensor::i64(shape, data)
         } else {
             let data = bytes
                 .chunks_exact(4)
@@ -137,7 +158,7 @@ fn parse_input(t: &Json, binary: &[u8], offset: &mut usize) -> Result<(String, V
                     f32::from_le_bytes(b)
                 })
                 .collect();
-            Value::F32 { shape, data }
+            Tensor::f32(shape, data)
         };
         return Ok((name, value));
     }
@@ -152,7 +173,7 @@ fn parse_input(t: &Json, binary: &[u8], offset: &mut usize) -> Result<(String, V
             flat.len()
         )));
     }
-    let value = if width == 8 {
+    let value = if dtype == Dtype::I64 {
         let data = flat
             .iter()
             .enumerate()
@@ -161,7 +182,7 @@ fn parse_input(t: &Json, binary: &[u8], offset: &mut usize) -> Result<(String, V
                     .ok_or_else(|| bad(format!("input {name}: value #{i} ({x}) is not an INT64")))
             })
             .collect::<Result<Vec<i64>, _>>()?;
-        Value::I64 { shape, data }
+        Tensor::i64(shape, data)
     } else {
         let data = flat
             .iter()
@@ -172,7 +193,7 @@ fn parse_input(t: &Json, binary: &[u8], offset: &mut usize) -> Result<(String, V
                     .ok_or_else(|| bad(format!("input {name}: value #{i} ({x}) is not a number")))
             })
             .collect::<Result<Vec<f32>, _>>()?;
-        Value::F32 { shape, data }
+        Tensor::f32(shape, data)
     };
     Ok((name, value))
 }
@@ -238,19 +259,28 @@ pub fn parse_header_length(value: &str) -> Result<usize, ServeError> {
 
 /// Decodes an infer request for `model`, everything the server does before running it: parses
 /// the body ([`parse_infer`]), checks the requested outputs, refuses a batch of more than
-/// `max_batch` rows (413) and turns the tensors into a validated [`Batch`]
-/// ([`Model::batch_from_tensors`]). Pure: no socket, so it is unit-tested and fuzzed
+/// `max_batch` rows (413) and moves the tensors into a [`RawBatch`]
+/// ([`RawBatch::from_tensors`], which checks each tensor's name, type and shape; the returned
+/// request keeps its id and outputs, its inputs moved out). [`Model::predict`] then validates
+/// the batch. Pure: no socket, so it is unit-tested and fuzzed
 /// (`fuzz/fuzz_targets/request_decode.rs`).
 pub fn decode_request(
     model: &Model,
     body: &[u8],
     header_length: Option<usize>,
     max_batch: usize,
-) -> Result<(InferRequest, Batch), ServeError> {
-    let req = parse_infer(body, header_length)?;
-    if let Some(bad) = req.outputs.iter().find(|o| o.as_str() != "probs") {
+) -> Result<(InferRequest, RawBatch), ServeError> {
+    let mut req = parse_infer(body, header_length)?;
+    let served = model.output_specs();
+    if let Some(bad) = req
+        .outputs
+        .iter()
+        .find(|o| !served.iter().any(|s| &s.name == *o))
+    {
+        let names: Vec<&str> = served.iter().map(|s| s.name.as_str()).collect();
         return Err(ServeError::BadRequest(format!(
-            "output {bad}: not an output of this model (it has probs)"
+            "output {bad}: not an output of this model (it has {})",
+            names.join(", ")
         )));
     }
     let rows = req.rows();
@@ -259,7 +289,8 @@ pub fn decode_request(
             "the batch has {rows} rows, above the maximum batch of {max_batch}"
         )));
     }
-    let batch = model.batch_from_tensors(&req.inputs)?;
+    let inputs = std::mem::take(&mut req.inputs);
+    let batch = RawBatch::from_tensors(model.schema(), inputs).map_err(RuntimeError::from)?;
     Ok((req, batch))
 }
 
@@ -269,7 +300,7 @@ fn spec_json(spec: &TensorSpec) -> Json {
         .iter()
         .map(|d| d.map_or(-1, |d| d as i64))
         .collect();
-    json!({"name": spec.name, "datatype": spec.dtype.kserve_name(), "shape": shape})
+    json!({"name": spec.name, "datatype": datatype_name(spec.dtype), "shape": shape})
 }
 
 /// The model metadata response: name, versions, platform, inputs and outputs with `-1` for
@@ -299,8 +330,8 @@ pub fn infer_response(name: &str, id: Option<&str>, preds: &Predictions) -> Json
         "model_name": name,
         "model_version": VERSION,
         "outputs": [{
-            "name": "probs",
-            "datatype": "FP32",
+            "name": graph::PROBS,
+            "datatype": datatype_name(Dtype::F32),
             "shape": [preds.rows, preds.tasks.len()],
             "data": preds.probs,
         }],
@@ -331,19 +362,10 @@ mod tests {
         assert_eq!(r.id.as_deref(), Some("7"));
         assert_eq!(r.rows(), 2);
         assert_eq!(r.outputs, vec!["probs"]);
-        assert_eq!(
-            r.inputs[0].1,
-            Value::I64 {
-                shape: vec![2],
-                data: vec![1, -2]
-            }
-        );
+        assert_eq!(r.inputs[0].1, Tensor::i64(vec![2], vec![1, -2]));
         assert_eq!(
             r.inputs[1].1,
-            Value::F32 {
-                shape: vec![2, 2],
-                data: vec![0.5, 1.0, 2.0, 3.0]
-            }
+            Tensor::f32(vec![2, 2], vec![0.5, 1.0, 2.0, 3.0])
         );
     }
 

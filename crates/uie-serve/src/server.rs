@@ -178,8 +178,7 @@ impl Server {
         let name = config
             .model_name
             .clone()
-            .or_else(|| handle.current().name().map(str::to_string))
-            .unwrap_or_else(|| "uie".to_string());
+            .unwrap_or_else(|| handle.current().name().to_string());
         let shared = Arc::new(Shared {
             handle,
             name: name.clone(),

@@ -55,7 +55,7 @@ use dfdx::tensor_ops::{Backward, BroadcastTo, GatherTo, SelectTo, TryConcatAlong
 use dfdx::tensor_ops::{ReshapeTo, SumTo};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use uie_model::batch::HIST_ITEMS;
+use uie_model::graph::HIST_ITEMS;
 use uie_model::hashing::bucket;
 use uie_model::schema::{
     AuxTower, Dtype, Owner, Role, SequencePlan, UiePlan, DENSE_MEAN, DENSE_STD, MEMORY_PERSONAL,

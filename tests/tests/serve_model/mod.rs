@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use uie_e2e::{random_checkpoint, Rng};
-use uie_model::{Checkpoint, Config};
-use uie_runtime::{Batch, Value};
+use uie_model::{Checkpoint, Config, GraphSchema, RawBatch, Tensor};
+use uie_runtime::Batch;
 
 /// History width `L` of the requests.
 pub const L: usize = 5;
@@ -37,7 +37,7 @@ pub fn compiled(dir: &Path, seed: u64, file: &str) -> PathBuf {
 }
 
 /// Graph-input tensors of `n` rows (ids small, negative and huge; `hist_len` cycling `0..=L`).
-pub fn tensors(n: usize, seed: u64) -> Vec<(String, Value)> {
+pub fn tensors(n: usize, seed: u64) -> Vec<(String, Tensor)> {
     let mut rng = Rng(seed | 1);
     let ids = |rng: &mut Rng| -> Vec<i64> {
         (0..n)
@@ -49,55 +49,44 @@ pub fn tensors(n: usize, seed: u64) -> Vec<(String, Value)> {
             .collect()
     };
     vec![
-        (
-            "user_id".into(),
-            Value::I64 {
-                shape: vec![n],
-                data: ids(&mut rng),
-            },
-        ),
-        (
-            "movie_id".into(),
-            Value::I64 {
-                shape: vec![n],
-                data: ids(&mut rng),
-            },
-        ),
-        (
-            "genre".into(),
-            Value::I64 {
-                shape: vec![n],
-                data: ids(&mut rng),
-            },
-        ),
+        ("user_id".into(), Tensor::i64(vec![n], ids(&mut rng))),
+        ("movie_id".into(), Tensor::i64(vec![n], ids(&mut rng))),
+        ("genre".into(), Tensor::i64(vec![n], ids(&mut rng))),
         (
             "dense".into(),
-            Value::F32 {
-                shape: vec![n, 1],
-                data: (0..n).map(|_| rng.uniform(-3.0, 50.0)).collect(),
-            },
+            Tensor::f32(
+                vec![n, 1],
+                (0..n).map(|_| rng.uniform(-3.0, 50.0)).collect(),
+            ),
         ),
         (
             "hist_items".into(),
-            Value::I64 {
-                shape: vec![n, L],
-                data: (0..n * L)
+            Tensor::i64(
+                vec![n, L],
+                (0..n * L)
                     .map(|_| (rng.next_u64() % 40) as i64 - 5)
                     .collect(),
-            },
+            ),
         ),
         (
             "hist_len".into(),
-            Value::I64 {
-                shape: vec![n],
-                data: (0..n).map(|r| (r % (L + 1)) as i64).collect(),
-            },
+            Tensor::i64(vec![n], (0..n).map(|r| (r % (L + 1)) as i64).collect()),
         ),
     ]
 }
 
-/// The same rows as a typed [`Batch`].
-pub fn batch(n: usize, seed: u64) -> Batch {
+/// The schema of the model's graph inputs.
+pub fn schema() -> GraphSchema {
+    GraphSchema::from_config(&Config::from_toml_str(CONFIG).expect("config"))
+}
+
+/// The same rows in the graph's shape, built from [`typed`].
+pub fn batch(n: usize, seed: u64) -> RawBatch {
+    typed(n, seed).build(&schema()).expect("a valid batch")
+}
+
+/// The same rows as a typed [`Batch`] of named features.
+pub fn typed(n: usize, seed: u64) -> Batch {
     let t = tensors(n, seed);
     let i64s = |k: usize| t[k].1.as_i64().expect("i64").to_vec();
     Batch::new()
