@@ -10,6 +10,7 @@
 //! - [`report`]: epoch records, cohort/GAUC evaluation reports and their markdown tables.
 //! - [`plots`]: PNG plots of a run's epoch records.
 //! - [`ablation`]: the Protocol B ablation (four model variants × seeds, one markdown table).
+//! - [`rng`]: the seeded generator behind every split, negative, shuffle and initial weight.
 //! - [`uie`]: host-side UIE math (§4–§5): retrieval, stream clustering, personalised memory.
 
 pub mod ablation;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod model;
 pub mod plots;
 pub mod report;
+pub mod rng;
 pub mod train;
 pub mod uie;
 

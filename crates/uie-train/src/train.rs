@@ -30,9 +30,7 @@ use std::time::Instant;
 
 use dfdx::tensor::{Cache, Cpu};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use uie_model::checkpoint::{from_safetensors, to_safetensors, FORMAT_VERSION};
 use uie_model::config::DataKind;
@@ -44,6 +42,7 @@ use crate::metrics::{self, TaskMetrics};
 use crate::model::stream::{Collected, SavedState, UieRun};
 use crate::model::{self, evaluate, predict, DeviceParams, Objective};
 use crate::report::{self, EpochRecord, EpochTimings, Phase, TableUsage, SPARSE};
+use crate::rng;
 
 /// Producer-private file of `last/` holding Adam's moments.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -596,13 +595,9 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         let mut timings = EpochTimings::default();
         let warmup = uie.is_some() && epoch <= warmup_epochs;
         let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(
-            config.train.seed,
-            epoch,
-        )));
+        order.shuffle(&mut rng::seeded(epoch_seed(config.train.seed, epoch)));
         timings.data += epoch_started.elapsed().as_secs_f64();
-        let mut cluster_rng =
-            StdRng::seed_from_u64(epoch_seed(config.train.seed ^ CLUSTER_SEED, epoch));
+        let mut cluster_rng = rng::seeded(epoch_seed(config.train.seed ^ CLUSTER_SEED, epoch));
         if let Some(run) = uie
             .as_mut()
             .filter(|_| !warmup && !state.centres_initialised)
@@ -619,7 +614,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
                 let side = model::side_values(&params, &plan, &batch.batch)?;
                 collected.push(&side, &run.positives(&batch));
             }
-            let mut rng = StdRng::seed_from_u64(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
+            let mut rng = rng::seeded(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
             run.init_centres(&collected, &mut rng, &mut weights)?;
             state.centres_initialised = true;
             timings.clustering += t0.elapsed().as_secs_f64();
@@ -694,8 +689,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         if collect {
             if let Some(run) = uie.as_mut() {
                 let t0 = Instant::now();
-                let mut rng =
-                    StdRng::seed_from_u64(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
+                let mut rng = rng::seeded(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
                 run.init_centres(&collected, &mut rng, &mut weights)?;
                 state.centres_initialised = true;
                 // The full phase starts with a fresh optimizer over every trainable tensor.
