@@ -98,7 +98,6 @@ fn short_run(config: &Config, out: &Path, seed: u64) -> (Files, Files) {
     opts.data_root = repo();
     opts.seed = Some(seed);
     opts.epochs = Some(1);
-    opts.quiet = true;
     opts.max_train_rows = Some(1200);
     opts.max_eval_rows = Some(400);
     train(config, &opts).expect("training");
