@@ -1103,6 +1103,82 @@ mod tests {
         assert_eq!(predict(&best, &rows).expect("predict"), probs);
     }
 
+    /// Every observer call of a run, as text.
+    #[derive(Default)]
+    struct Recorder(Vec<String>);
+
+    impl Observer for Recorder {
+        fn data_loaded(&mut self, data: &DataLoaded<'_>) {
+            self.0.push(format!("data {}", data.train_rows));
+        }
+        fn resumed(&mut self, _from: &Path, epoch: usize) {
+            self.0.push(format!("resumed {epoch}"));
+        }
+        fn epoch_started(&mut self, epoch: usize, steps: usize) {
+            self.0.push(format!("epoch {epoch} of {steps} steps"));
+        }
+        fn step_finished(&mut self, step: usize, mean_loss: f64) {
+            assert!(mean_loss.is_finite() && mean_loss > 0.0, "{mean_loss}");
+            self.0.push(format!("step {step}"));
+        }
+        fn steps_finished(&mut self) {
+            self.0.push("steps done".into());
+        }
+        fn epoch_validated(&mut self, record: &EpochRecord, mean_val_auc: f64) {
+            assert_eq!(record.timings.checkpoint, 0.0);
+            assert_eq!(mean_val_auc, metrics::mean_auc(&record.val.overall));
+            self.0.push(format!("validated {}", record.epoch));
+        }
+        fn epoch_checkpointed(&mut self, record: &EpochRecord) {
+            assert!(record.timings.checkpoint > 0.0);
+            self.0.push(format!("checkpointed {}", record.epoch));
+        }
+        fn early_stop(&mut self, epochs_without_improvement: usize, best_epoch: usize) {
+            self.0.push(format!(
+                "early stop {epochs_without_improvement} {best_epoch}"
+            ));
+        }
+        fn finished(&mut self, best_epoch: usize, test: &[TaskMetrics]) {
+            self.0.push(format!("finished {best_epoch} {}", test.len()));
+        }
+    }
+
+    #[test]
+    fn the_observer_sees_every_stage_in_order() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let config = census_config();
+        let mut o = opts(tmp.path(), 2);
+        o.max_train_rows = Some(300);
+        o.max_eval_rows = Some(300);
+        let mut seen = Recorder::default();
+        let report = train_with(&config, &o, &mut seen).expect("2 epochs");
+        let epoch = |e: usize| {
+            vec![
+                format!("epoch {e} of 3 steps"),
+                "step 1".into(),
+                "step 2".into(),
+                "step 3".into(),
+                "steps done".into(),
+                format!("validated {e}"),
+                format!("checkpointed {e}"),
+            ]
+        };
+        let mut want = vec!["data 300".to_string()];
+        want.extend(epoch(1));
+        want.extend(epoch(2));
+        want.push(format!("finished {} 2", report.best_epoch));
+        assert_eq!(seen.0, want);
+
+        o.epochs = Some(3);
+        o.resume = Some(tmp.path().join("last"));
+        let mut seen = Recorder::default();
+        let report = train_with(&config, &o, &mut seen).expect("1 more epoch");
+        let mut want = vec!["data 300".to_string(), "resumed 2".to_string()];
+        want.extend(epoch(3));
+        want.push(format!("finished {} 2", report.best_epoch));
+        assert_eq!(seen.0, want);
+    }
+
     #[test]
     fn resume_refuses_a_different_model() {
         let tmp = tempfile::tempdir().expect("tempdir");
