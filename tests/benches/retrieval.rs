@@ -39,7 +39,6 @@ fn prepare(out: &Path) -> (PathBuf, Vec<(usize, Inputs)>) {
     let mut opts = TrainOptions {
         data_root: root(),
         epochs: Some(2),
-        quiet: true,
         ..TrainOptions::new(out.join("run"))
     };
     let ck = if ck_dir.is_dir() {

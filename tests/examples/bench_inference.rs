@@ -87,7 +87,6 @@ fn prepare(checkpoint: Option<PathBuf>, out: &Path, batches: &[usize]) -> Result
         let ck = Checkpoint::read(&dir).with_context(|| format!("reading {}", dir.display()))?;
         let opts = uie_train::TrainOptions {
             data_root: repo_root(),
-            quiet: true,
             ..uie_train::TrainOptions::new(out.join("run"))
         };
         let splits = uie_train::train::load_data(&ck.config, &opts)?;

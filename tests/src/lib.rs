@@ -228,7 +228,6 @@ pub fn train_movielens_uie(dir: &Path) -> Result<(Checkpoint, Splits)> {
     let opts = uie_train::TrainOptions {
         data_root: repo_root(),
         epochs: Some(2),
-        quiet: true,
         ..uie_train::TrainOptions::new(dir.join("run"))
     };
     uie_train::train(&config, &opts)?;

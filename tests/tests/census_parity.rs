@@ -23,7 +23,6 @@ fn trained_checkpoint(dir: &Path) -> (Checkpoint, uie_train::data::Splits) {
     let mut opts = uie_train::TrainOptions::new(dir);
     opts.data_root = root.clone();
     opts.epochs = Some(2);
-    opts.quiet = true;
     uie_train::train(&config, &opts).expect("training");
     let checkpoint = Checkpoint::read(&dir.join("best")).expect("best checkpoint");
     let splits = uie_train::data::census::load(&config, &root).expect("census data");

@@ -81,7 +81,8 @@ pub enum TrainError {
 }
 
 impl TrainError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> TrainError {
+    /// [`TrainError::Io`] on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> TrainError {
         TrainError::Io {
             path: path.into(),
             source,

@@ -7,19 +7,19 @@
 //! - [`metrics`]: ROC AUC and logloss.
 //! - [`export`]: the prepared splits and initial weights as safetensors, for other frameworks.
 //! - [`train`](mod@train): Adam, the epoch loop, early stopping, checkpoints and resume.
-//! - [`report`]: epoch records, cohort/GAUC evaluation reports and their markdown tables.
-//! - [`plots`]: PNG plots of a run's epoch records.
-//! - [`ablation`]: the Protocol B ablation (four model variants × seeds, one markdown table).
+//! - [`observer`]: how a run reports its progress ([`Observer`]); nothing in this library prints.
+//! - [`report`]: epoch records and cohort/GAUC evaluation reports.
+//! - [`rng`]: the seeded generator behind every split, negative, shuffle and initial weight.
 //! - [`uie`]: host-side UIE math (§4–§5): retrieval, stream clustering, personalised memory.
 
-pub mod ablation;
 pub mod data;
 pub mod error;
 pub mod export;
 pub mod metrics;
 pub mod model;
-pub mod plots;
+pub mod observer;
 pub mod report;
+pub mod rng;
 pub mod train;
 pub mod uie;
 
@@ -27,4 +27,5 @@ pub use data::{Dataset, Splits};
 pub use error::TrainError;
 pub use metrics::TaskMetrics;
 pub use model::{evaluate, predict};
-pub use train::{eval_checkpoint, train, TrainOptions, TrainReport};
+pub use observer::{Observer, Silent};
+pub use train::{eval_checkpoint, train, train_with, TrainOptions, TrainReport};

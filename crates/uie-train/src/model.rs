@@ -53,8 +53,7 @@ use dfdx::tensor::{
 };
 use dfdx::tensor_ops::{Backward, BroadcastTo, GatherTo, SelectTo, TryConcatAlong, TryMatMul};
 use dfdx::tensor_ops::{ReshapeTo, SumTo};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::RngExt;
 use uie_model::graph::HIST_ITEMS;
 use uie_model::hashing::bucket;
 use uie_model::schema::{
@@ -65,6 +64,7 @@ use uie_model::{Checkpoint, Config, Plan, RawBatch, TensorMap};
 use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::metrics::{self, TaskMetrics};
+use crate::rng;
 use crate::uie::{retrieve, Table};
 
 type Mat<T = NoneTape> = Tensor<(usize, usize), f32, Cpu, T>;
@@ -976,7 +976,7 @@ pub fn trainable(plan: &Plan) -> Vec<String> {
 /// (row-major `[n, n_dense]`; std 0 becomes 1).
 pub fn init_weights(config: &Config, train_dense: &[f32], seed: u64) -> TensorMap {
     let plan = Plan::new(config);
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = rng::seeded(seed);
     let relu_layers: Vec<String> = plan
         .levels
         .iter()
@@ -996,7 +996,7 @@ pub fn init_weights(config: &Config, train_dense: &[f32], seed: u64) -> TensorMa
         } else if spec.name == MEMORY_PERSONAL {
             vec![0.0; numel]
         } else if embeds.contains(&&spec.name) || spec.role == Role::Memory {
-            (0..numel).map(|_| rng.gen_range(-0.05..0.05)).collect()
+            (0..numel).map(|_| rng.random_range(-0.05..0.05)).collect()
         } else if spec.shape.len() == 1 {
             vec![0.0; numel]
         } else {
@@ -1006,7 +1006,9 @@ pub fn init_weights(config: &Config, train_dense: &[f32], seed: u64) -> TensorMa
             } else {
                 (6.0 / (fan_in + fan_out)).sqrt()
             };
-            (0..numel).map(|_| rng.gen_range(-limit..limit)).collect()
+            (0..numel)
+                .map(|_| rng.random_range(-limit..limit))
+                .collect()
         };
         map.insert(spec.name, uie_model::Tensor::f32(spec.shape, values));
     }
@@ -1117,12 +1119,12 @@ weight = 0.5
     pub(crate) fn tiny_weights(config: &Config, seed: u64) -> TensorMap {
         let dense = [1.0, 10.0, 3.0, 30.0, 2.0, 50.0];
         let mut w = init_weights(config, &dense, seed);
-        let mut rng = StdRng::seed_from_u64(seed + 1000);
+        let mut rng = rng::seeded(seed + 1000);
         for (name, t) in w.iter_mut() {
             if name.ends_with(".bias") || name.starts_with("embed.") {
                 if let uie_model::TensorData::F32(v) = &mut t.data {
                     for x in v.iter_mut() {
-                        *x += rng.gen_range(-0.5..0.5);
+                        *x += rng.random_range(-0.5..0.5);
                     }
                 }
             }
@@ -1406,22 +1408,26 @@ weight = 0.5
     fn adam_steps_reduce_the_loss() {
         let config = tiny_config();
         let plan = Plan::new(&config);
-        let mut w = tiny_weights(&config, 3);
         let data = tiny_data();
         let dev = Cpu::default();
-        let mut adam = Adam::new(0.01);
-        let (first, _) = loss_and_gradients(&dev, &config, &plan, &w, &data).expect("loss");
-        let mut last = first;
-        for _ in 0..30 {
-            let (loss, grads) = loss_and_gradients(&dev, &config, &plan, &w, &data).expect("loss");
-            adam.update(&mut w, &grads).expect("update");
-            last = loss;
+        // Several initialisations, so the bound is not a property of one draw.
+        for seed in 1..=4 {
+            let mut w = tiny_weights(&config, seed);
+            let mut adam = Adam::new(0.01);
+            let (first, _) = loss_and_gradients(&dev, &config, &plan, &w, &data).expect("loss");
+            let mut last = first;
+            for _ in 0..30 {
+                let (loss, grads) =
+                    loss_and_gradients(&dev, &config, &plan, &w, &data).expect("loss");
+                adam.update(&mut w, &grads).expect("update");
+                last = loss;
+            }
+            assert!(last < 0.7 * first, "seed {seed}: loss {first} → {last}");
+            // dense statistics are frozen
+            let fresh = tiny_weights(&config, seed);
+            assert_eq!(w[DENSE_MEAN], fresh[DENSE_MEAN]);
+            assert_eq!(w[DENSE_STD], fresh[DENSE_STD]);
         }
-        assert!(last < 0.5 * first, "loss {first} → {last}");
-        // dense statistics are frozen
-        let fresh = tiny_weights(&config, 3);
-        assert_eq!(w[DENSE_MEAN], fresh[DENSE_MEAN]);
-        assert_eq!(w[DENSE_STD], fresh[DENSE_STD]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The training loop: mini-batch Adam (written here, over host vectors), one shuffle per epoch
 //! seeded by the model seed and the epoch, validation after every epoch, early stopping on the mean
 //! validation AUC, `best/` and `last/` checkpoints, resume from `last/`, and a final test
-//! evaluation whose numbers and golden rows are stored in `best/`.
+//! evaluation whose numbers and golden rows are stored in `best/`. [`train_with`] runs it in three
+//! steps (one epoch's training and validation, its checkpoints, the finish with the test
+//! evaluation) and reports each stage to an [`Observer`]; nothing here prints.
 //!
 //! `last/` carries producer-private files beside the weights: [`OPTIMIZER_FILE`] (Adam's first
 //! and second moments as safetensors, `m.<tensor>` / `v.<tensor>`), [`STATE_FILE`] (a JSON
@@ -29,10 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use dfdx::tensor::{Cache, Cpu};
-use indicatif::{ProgressBar, ProgressStyle};
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use uie_model::checkpoint::{from_safetensors, to_safetensors, FORMAT_VERSION};
 use uie_model::config::DataKind;
@@ -43,7 +42,9 @@ use crate::error::TrainError;
 use crate::metrics::{self, TaskMetrics};
 use crate::model::stream::{Collected, SavedState, UieRun};
 use crate::model::{self, evaluate, predict, DeviceParams, Objective};
-use crate::report::{self, EpochRecord, EpochTimings, Phase, TableUsage, SPARSE};
+use crate::observer::{DataLoaded, Observer, Silent};
+use crate::report::{self, EpochRecord, EpochTimings, Phase, TableUsage};
+use crate::rng;
 
 /// Producer-private file of `last/` holding Adam's moments.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -69,8 +70,6 @@ pub struct TrainOptions {
     pub seed: Option<u64>,
     /// Overrides `train.epochs` (the total, counting epochs done before a resume).
     pub epochs: Option<usize>,
-    /// No progress bar.
-    pub quiet: bool,
     /// Keep only the first this many training rows (quick tests).
     pub max_train_rows: Option<usize>,
     /// Keep only the first this many validation and test rows (quick tests).
@@ -86,7 +85,6 @@ impl TrainOptions {
             resume: None,
             seed: None,
             epochs: None,
-            quiet: false,
             max_train_rows: None,
             max_eval_rows: None,
         }
@@ -427,64 +425,17 @@ fn resume_from(
     })
 }
 
-fn progress(steps: usize, epoch: usize, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(steps as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("epoch {prefix:>3} {bar:30} {pos}/{len} {msg} [{elapsed}]")
-    {
-        pb.set_style(style);
-    }
-    pb.set_prefix(epoch.to_string());
-    pb
-}
-
 fn json<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>, TrainError> {
     serde_json::to_vec_pretty(value)
         .map_err(|e| TrainError::Diverged(format!("cannot serialise {what}: {e}")))
 }
 
-/// Steps between two emptyings of dfdx's allocation cache (see `train`).
+/// Steps between two emptyings of dfdx's allocation cache (see [`Run::start`]).
 const CACHE_STEPS: usize = 32;
 
 /// Seeds of the per-epoch stream-clustering RNG and of the centre initialisation.
 const CLUSTER_SEED: u64 = 0x5EED_C1A5_7E25_0001;
 const INIT_SEED: u64 = 0x5EED_C1A5_7E25_0002;
-
-fn print_epoch(record: &EpochRecord, score: f64, warmup: bool, task_names: &[&str]) {
-    let phase = if warmup { " (warm-up)" } else { "" };
-    let aux = record
-        .aux_loss
-        .map(|a| format!(", aux loss {a:.5}"))
-        .unwrap_or_default();
-    println!(
-        "epoch {}{phase}: train loss {:.5}{aux}, mean val auc {score:.5}",
-        record.epoch, record.train_loss
-    );
-    for m in &record.val.overall {
-        println!("  val {m}");
-    }
-    if let Some(sparse) = record.val.cohorts.iter().find(|c| c.cohort == SPARSE) {
-        let parts: Vec<String> = sparse
-            .tasks
-            .iter()
-            .zip(task_names)
-            .map(|(m, t)| match m.auc {
-                Some(a) => format!("{t} auc {a:.5}"),
-                None => format!("{t} auc -"),
-            })
-            .collect();
-        println!("  val sparse ({} rows): {}", sparse.rows, parts.join(", "));
-    }
-    for t in &record.tables {
-        println!(
-            "  table {}: {}/{} centres used, entropy {:.3}, {} reseeded",
-            t.table, t.used, t.centres, t.entropy, t.reseeded
-        );
-    }
-}
 
 /// Creates the output directory before any training, so a path that cannot hold the checkpoints
 /// (a file, an unwritable place) is an error up front, not after the first epoch.
@@ -501,126 +452,197 @@ fn create_out_dir(out: &Path) -> Result<(), TrainError> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))
 }
 
-fn print_timings(t: &EpochTimings, seconds: f64) {
-    let parts: Vec<String> = t
-        .stages()
-        .iter()
-        .map(|(name, s)| format!("{name} {s:.2}"))
-        .collect();
-    println!(
-        "  time (s): {} (epoch {seconds:.2} before checkpoints)",
-        parts.join(", ")
-    );
+/// Trains the model a config describes and writes `<out>/best` and `<out>/last`, reporting
+/// nothing while it runs ([`train_with`] and [`Silent`]).
+pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainError> {
+    train_with(config, opts, &mut Silent)
 }
 
-/// Trains the model a config describes and writes `<out>/best` and `<out>/last`.
-pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainError> {
-    let mut config = config.clone();
-    if let Some(seed) = opts.seed {
-        config.train.seed = seed;
+/// Trains the model a config describes and writes `<out>/best` and `<out>/last`, telling
+/// `observer` about every stage: [`Run::start`], then [`Run::epoch`] and [`Run::checkpoint`] per
+/// epoch until the epochs are done or early stopping ends the run, then [`Run::finish`].
+pub fn train_with(
+    config: &Config,
+    opts: &TrainOptions,
+    observer: &mut dyn Observer,
+) -> Result<TrainReport, TrainError> {
+    let mut run = Run::start(config, opts, observer)?;
+    while run.wants_epoch() {
+        let (record, score) = run.epoch(observer)?;
+        run.checkpoint(record, score, observer)?;
     }
-    if let Some(epochs) = opts.epochs {
-        config.train.epochs = epochs;
-    }
-    config.validate()?;
-    model::check_supported(&config)?;
-    let loading = Instant::now();
-    let splits = load_data(&config, opts)?;
-    create_out_dir(&opts.out)?;
-    println!(
-        "data: {} train, {} validation, {} test rows (read in {:.2} s); bucket collisions:",
-        splits.train.len(),
-        splits.val.len(),
-        splits.test.len(),
-        loading.elapsed().as_secs_f64()
-    );
-    for (field, distinct, colliding) in &splits.collisions {
-        println!("  {field}: {distinct} distinct training ids, {colliding} share a bucket");
-    }
-    let plan = Plan::new(&config);
-    // dfdx's allocation cache: a buffer dropped by one step (activations, the full-size gradient
-    // of every embedding table) is reused by the next instead of being freed and allocated again
-    // (page faults and zeroing of fresh pages). Host-made buffers of sizes dfdx never asks for
-    // also land in the cache, so it is emptied every `CACHE_STEPS` steps and after each epoch.
-    let dev = Cpu::default();
-    dev.try_enable_cache()?;
-    let task_names = config.task_names();
-    let best_dir = opts.out.join("best");
-    let last_dir = opts.out.join("last");
-    let warmup_epochs = if plan.uie.is_some() {
-        config.uie.warmup_epochs
-    } else {
-        0
-    };
+    run.finish(observer)
+}
 
-    let (mut weights, mut adam, mut state, saved, mut history) = match &opts.resume {
-        Some(dir) => {
-            let r = resume_from(&config, &plan, dir, &opts.out)?;
-            println!(
-                "resumed from {} after epoch {}",
-                dir.display(),
-                r.state.epoch
-            );
-            (r.weights, r.adam, r.state, r.uie, r.history)
+/// A training run between its start and its finish: the data, the weights, the optimizer, the
+/// memory tables and the early-stopping state.
+struct Run {
+    config: Config,
+    plan: Plan,
+    splits: Splits,
+    dev: Cpu,
+    best_dir: PathBuf,
+    last_dir: PathBuf,
+    warmup_epochs: usize,
+    weights: TensorMap,
+    adam: Adam,
+    state: TrainerState,
+    uie: Option<UieRun>,
+    history: Vec<EpochRecord>,
+    /// Per training row, the user's training activity (balanced sampling).
+    train_counts: Vec<u64>,
+    /// The auxiliary towers' tensors, the only ones the warm-up trains.
+    towers: Vec<String>,
+    /// When the epoch loop started.
+    started: Instant,
+    /// Wall time of the optimisation steps of this run.
+    step_seconds: f64,
+    /// Training rows stepped over in this run.
+    samples: usize,
+}
+
+impl Run {
+    /// Applies the options' overrides to the config, loads the data, creates the output
+    /// directory and starts from fresh weights or from the `last` checkpoint to resume.
+    fn start(
+        config: &Config,
+        opts: &TrainOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<Run, TrainError> {
+        let mut config = config.clone();
+        if let Some(seed) = opts.seed {
+            config.train.seed = seed;
         }
-        None => (
-            model::init_weights(&config, &splits.train.batch.dense, config.train.seed),
-            Adam::new(config.train.learning_rate),
-            TrainerState {
-                epoch: 0,
-                best_score: None,
-                best_epoch: 0,
-                epochs_without_improvement: 0,
-                adam_step: 0,
-                centres_initialised: false,
-            },
-            None,
-            Vec::new(),
-        ),
-    };
-    let mut uie = UieRun::new(&config, &plan, &weights, saved.as_ref())?;
-    let train_counts = splits.train_counts_of(&splits.train);
-    let (uie_d, embed_d) = (config.uie.dim, config.model.embed_dim);
-    let towers = model::tower_tensors(&plan);
+        if let Some(epochs) = opts.epochs {
+            config.train.epochs = epochs;
+        }
+        config.validate()?;
+        model::check_supported(&config)?;
+        let loading = Instant::now();
+        let splits = load_data(&config, opts)?;
+        create_out_dir(&opts.out)?;
+        observer.data_loaded(&DataLoaded {
+            train_rows: splits.train.len(),
+            val_rows: splits.val.len(),
+            test_rows: splits.test.len(),
+            seconds: loading.elapsed().as_secs_f64(),
+            collisions: &splits.collisions,
+        });
+        let plan = Plan::new(&config);
+        // dfdx's allocation cache: a buffer dropped by one step (activations, the full-size
+        // gradient of every embedding table) is reused by the next instead of being freed and
+        // allocated again (page faults and zeroing of fresh pages). Host-made buffers of sizes
+        // dfdx never asks for also land in the cache, so it is emptied every `CACHE_STEPS` steps
+        // and after each epoch.
+        let dev = Cpu::default();
+        dev.try_enable_cache()?;
+        let warmup_epochs = if plan.uie.is_some() {
+            config.uie.warmup_epochs
+        } else {
+            0
+        };
+        let (weights, adam, state, saved, history) = match &opts.resume {
+            Some(dir) => {
+                let r = resume_from(&config, &plan, dir, &opts.out)?;
+                observer.resumed(dir, r.state.epoch);
+                (r.weights, r.adam, r.state, r.uie, r.history)
+            }
+            None => (
+                model::init_weights(&config, &splits.train.batch.dense, config.train.seed),
+                Adam::new(config.train.learning_rate),
+                TrainerState {
+                    epoch: 0,
+                    best_score: None,
+                    best_epoch: 0,
+                    epochs_without_improvement: 0,
+                    adam_step: 0,
+                    centres_initialised: false,
+                },
+                None,
+                Vec::new(),
+            ),
+        };
+        let uie = UieRun::new(&config, &plan, &weights, saved.as_ref())?;
+        let train_counts = splits.train_counts_of(&splits.train);
+        let towers = model::tower_tensors(&plan);
+        Ok(Run {
+            best_dir: opts.out.join("best"),
+            last_dir: opts.out.join("last"),
+            config,
+            plan,
+            splits,
+            dev,
+            warmup_epochs,
+            weights,
+            adam,
+            state,
+            uie,
+            history,
+            train_counts,
+            towers,
+            started: Instant::now(),
+            step_seconds: 0.0,
+            samples: 0,
+        })
+    }
 
-    let started = Instant::now();
-    let mut step_seconds = 0f64;
-    let mut samples = 0usize;
-    let train = &splits.train;
-    let batch_size = config.train.batch_size;
-    while state.epoch < config.train.epochs
-        && state.epochs_without_improvement < config.train.patience
-    {
+    /// Whether another epoch is due: epochs left and no early stop.
+    fn wants_epoch(&self) -> bool {
+        self.state.epoch < self.config.train.epochs
+            && self.state.epochs_without_improvement < self.config.train.patience
+    }
+
+    /// Trains the next epoch and validates it: one shuffle seeded by the model seed and the
+    /// epoch; without a warm-up, the centre initialisation before the first step; the steps (with
+    /// stream clustering after each in the full phase); at the end of the warm-up, the centre
+    /// initialisation and a fresh optimizer; then the validation report. Returns the epoch's
+    /// record (without its checkpoint time) and its mean validation AUC.
+    fn epoch(&mut self, observer: &mut dyn Observer) -> Result<(EpochRecord, f64), TrainError> {
+        let Run {
+            ref config,
+            ref plan,
+            ref splits,
+            ref dev,
+            warmup_epochs,
+            ref mut weights,
+            ref mut adam,
+            ref mut state,
+            ref mut uie,
+            ref train_counts,
+            ref towers,
+            ref mut step_seconds,
+            ref mut samples,
+            ..
+        } = *self;
+        let (uie_d, embed_d) = (config.uie.dim, config.model.embed_dim);
+        let train = &splits.train;
+        let batch_size = config.train.batch_size;
         let epoch = state.epoch + 1;
         let epoch_started = Instant::now();
         let mut timings = EpochTimings::default();
         let warmup = uie.is_some() && epoch <= warmup_epochs;
         let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(
-            config.train.seed,
-            epoch,
-        )));
+        order.shuffle(&mut rng::seeded(epoch_seed(config.train.seed, epoch)));
         timings.data += epoch_started.elapsed().as_secs_f64();
-        let mut cluster_rng =
-            StdRng::seed_from_u64(epoch_seed(config.train.seed ^ CLUSTER_SEED, epoch));
+        let mut cluster_rng = rng::seeded(epoch_seed(config.train.seed ^ CLUSTER_SEED, epoch));
         if let Some(run) = uie
             .as_mut()
             .filter(|_| !warmup && !state.centres_initialised)
         {
             // No warm-up: initialise the centres from the first batches, before any step.
             let t0 = Instant::now();
-            let params = DeviceParams::new(&dev, &plan, &weights)?;
+            let params = DeviceParams::new(dev, plan, weights)?;
             let mut collected = Collected::new(uie_d, embed_d);
             for rows in order.chunks(batch_size) {
                 if collected.full() {
                     break;
                 }
                 let batch = train.take(rows);
-                let side = model::side_values(&params, &plan, &batch.batch)?;
+                let side = model::side_values(&params, plan, &batch.batch)?;
                 collected.push(&side, &run.positives(&batch));
             }
-            let mut rng = StdRng::seed_from_u64(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
-            run.init_centres(&collected, &mut rng, &mut weights)?;
+            let mut rng = rng::seeded(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
+            run.init_centres(&collected, &mut rng, weights)?;
             state.centres_initialised = true;
             timings.clustering += t0.elapsed().as_secs_f64();
         }
@@ -634,7 +656,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         let steps = order.len().div_ceil(batch_size);
         // One set of device tensors for the epoch's steps, refreshed in place before each.
         let mut step_params: Option<DeviceParams> = None;
-        let pb = progress(steps, epoch, opts.quiet);
+        observer.epoch_started(epoch, steps);
         let mut loss_sum = 0f64;
         let mut aux_sum = 0f64;
         let mut aux_steps = 0usize;
@@ -645,10 +667,10 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             timings.data += (t1 - t0).as_secs_f64();
             let mut r = model::train_step_with(
                 &mut step_params,
-                &dev,
-                &config,
-                &plan,
-                &weights,
+                dev,
+                config,
+                plan,
+                weights,
                 &batch,
                 objective,
             )?;
@@ -659,7 +681,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             if warmup {
                 r.grads.retain(|name, _| towers.contains(name));
             }
-            adam.update(&mut weights, &r.grads)?;
+            adam.update(weights, &r.grads)?;
             let t3 = Instant::now();
             timings.optimizer += (t3 - t2).as_secs_f64();
             if let Some(run) = uie.as_mut() {
@@ -670,7 +692,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
                         .iter()
                         .map(|&row| train_counts.get(row).copied().unwrap_or(0))
                         .collect();
-                    run.step(&batch, &counts, &r.side, &mut cluster_rng, &mut weights)?;
+                    run.step(&batch, &counts, &r.side, &mut cluster_rng, weights)?;
                 }
             }
             let t4 = Instant::now();
@@ -679,27 +701,25 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
                 dev.try_empty_cache()?;
                 timings.upload += t4.elapsed().as_secs_f64();
             }
-            step_seconds += t0.elapsed().as_secs_f64();
-            samples += rows.len();
+            *step_seconds += t0.elapsed().as_secs_f64();
+            *samples += rows.len();
             loss_sum += f64::from(r.loss);
             if let Some(a) = r.aux_loss {
                 aux_sum += f64::from(a);
                 aux_steps += 1;
             }
-            pb.inc(1);
-            pb.set_message(format!("loss {:.4}", loss_sum / (i + 1) as f64));
+            observer.step_finished(i + 1, loss_sum / (i + 1) as f64);
         }
-        pb.finish_and_clear();
+        observer.steps_finished();
         let train_loss = loss_sum / steps.max(1) as f64;
         if collect {
             if let Some(run) = uie.as_mut() {
                 let t0 = Instant::now();
-                let mut rng =
-                    StdRng::seed_from_u64(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
-                run.init_centres(&collected, &mut rng, &mut weights)?;
+                let mut rng = rng::seeded(epoch_seed(config.train.seed ^ INIT_SEED, epoch));
+                run.init_centres(&collected, &mut rng, weights)?;
                 state.centres_initialised = true;
                 // The full phase starts with a fresh optimizer over every trainable tensor.
-                adam = Adam::new(config.train.learning_rate);
+                *adam = Adam::new(config.train.learning_rate);
                 timings.clustering += t0.elapsed().as_secs_f64();
             }
         }
@@ -710,14 +730,13 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
         // tape-less chunks would otherwise leave every intermediate buffer size cached at once.
         drop(step_params);
         dev.try_disable_cache()?;
-        let params = DeviceParams::new(&dev, &plan, &weights)?;
-        let probs = model::probs_on(&params, &plan, &splits.val.batch)?;
+        let params = DeviceParams::new(dev, plan, weights)?;
+        let probs = model::probs_on(&params, plan, &splits.val.batch)?;
         drop(params);
         dev.try_enable_cache()?;
-        let val = report::eval_report(&task_names, &probs, &splits.val)?;
+        let val = report::eval_report(&config.task_names(), &probs, &splits.val)?;
         let score = metrics::mean_auc(&val.overall);
         timings.eval += evaluating.elapsed().as_secs_f64();
-        let checkpointing = Instant::now();
         let record = EpochRecord {
             epoch,
             phase: if warmup { Phase::Warmup } else { Phase::Full },
@@ -728,109 +747,127 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
             seconds: epoch_started.elapsed().as_secs_f64(),
             timings,
         };
-        print_epoch(&record, score, warmup, &task_names);
+        observer.epoch_validated(&record, score);
+        Ok((record, score))
+    }
+
+    /// Records an epoch and writes its checkpoints: `best/` when its score beats the best so far
+    /// (warm-up epochs never count), `last/` always, with the optimizer, trainer and UIE state.
+    fn checkpoint(
+        &mut self,
+        record: EpochRecord,
+        score: f64,
+        observer: &mut dyn Observer,
+    ) -> Result<(), TrainError> {
+        let checkpointing = Instant::now();
+        let epoch = record.epoch;
+        let warmup = record.phase == Phase::Warmup;
         let mut metrics = metric_map("val", &record.val.overall);
-        metrics.insert("train_loss".into(), train_loss);
-        history.push(record);
-        state.epoch = epoch;
-        state.adam_step = adam.step;
+        metrics.insert("train_loss".into(), record.train_loss);
+        self.history.push(record);
+        self.state.epoch = epoch;
+        self.state.adam_step = self.adam.step;
         if !warmup {
-            if state.best_score.is_none_or(|b| score > b) {
-                state.best_score = Some(score);
-                state.best_epoch = epoch;
-                state.epochs_without_improvement = 0;
+            if self.state.best_score.is_none_or(|b| score > b) {
+                self.state.best_score = Some(score);
+                self.state.best_epoch = epoch;
+                self.state.epochs_without_improvement = 0;
                 Checkpoint {
-                    config: config.clone(),
-                    weights: weights.clone(),
+                    config: self.config.clone(),
+                    weights: self.weights.clone(),
                     meta: meta(epoch, metrics.clone()),
                     golden: None,
-                    extra: BTreeMap::from([(HISTORY_FILE.to_string(), json(&history, "history")?)]),
+                    extra: BTreeMap::from([(
+                        HISTORY_FILE.to_string(),
+                        json(&self.history, "history")?,
+                    )]),
                 }
-                .write(&best_dir)?;
+                .write(&self.best_dir)?;
             } else {
-                state.epochs_without_improvement += 1;
+                self.state.epochs_without_improvement += 1;
             }
         }
         let mut extra = BTreeMap::from([
-            (OPTIMIZER_FILE.to_string(), adam.to_bytes(&weights)?),
-            (STATE_FILE.to_string(), json(&state, "trainer state")?),
-            (HISTORY_FILE.to_string(), json(&history, "history")?),
+            (
+                OPTIMIZER_FILE.to_string(),
+                self.adam.to_bytes(&self.weights)?,
+            ),
+            (STATE_FILE.to_string(), json(&self.state, "trainer state")?),
+            (HISTORY_FILE.to_string(), json(&self.history, "history")?),
         ]);
-        if let Some(run) = &uie {
+        if let Some(run) = &self.uie {
             extra.insert(UIE_STATE_FILE.to_string(), json(&run.saved(), "UIE state")?);
         }
         Checkpoint {
-            config: config.clone(),
-            weights: weights.clone(),
+            config: self.config.clone(),
+            weights: self.weights.clone(),
             meta: meta(epoch, metrics),
             golden: None,
             extra,
         }
-        .write(&last_dir)?;
+        .write(&self.last_dir)?;
         // The checkpoint writes of this epoch are known only now: the in-memory record (and so
         // the final `best/history.json`) gets them; this epoch's record in `last/` has zero.
-        if let Some(record) = history.last_mut() {
+        if let Some(record) = self.history.last_mut() {
             record.timings.checkpoint = checkpointing.elapsed().as_secs_f64();
-            print_timings(&record.timings, record.seconds);
+            observer.epoch_checkpointed(record);
         }
-        if state.epochs_without_improvement >= config.train.patience {
-            println!(
-                "early stop: no better validation AUC for {} epochs (best epoch {})",
-                state.epochs_without_improvement, state.best_epoch
-            );
+        if self.state.epochs_without_improvement >= self.config.train.patience {
+            observer.early_stop(self.state.epochs_without_improvement, self.state.best_epoch);
         }
+        Ok(())
     }
-    let train_seconds = started.elapsed().as_secs_f64();
-    let samples_per_second = if step_seconds > 0.0 {
-        samples as f64 / step_seconds
-    } else {
-        0.0
-    };
 
-    if state.best_score.is_none() {
-        // Only warm-up epochs ran: `best/` is the last state.
-        Checkpoint {
-            config: config.clone(),
-            weights: weights.clone(),
-            meta: meta(state.epoch, BTreeMap::new()),
-            golden: None,
-            extra: BTreeMap::new(),
+    /// Ends the run: evaluates `best/` on the validation and test splits and rewrites it with
+    /// those metrics, the run's speed, the golden rows and the whole history.
+    fn finish(self, observer: &mut dyn Observer) -> Result<TrainReport, TrainError> {
+        let train_seconds = self.started.elapsed().as_secs_f64();
+        let samples_per_second = if self.step_seconds > 0.0 {
+            self.samples as f64 / self.step_seconds
+        } else {
+            0.0
+        };
+        if self.state.best_score.is_none() {
+            // Only warm-up epochs ran: `best/` is the last state.
+            Checkpoint {
+                config: self.config.clone(),
+                weights: self.weights.clone(),
+                meta: meta(self.state.epoch, BTreeMap::new()),
+                golden: None,
+                extra: BTreeMap::new(),
+            }
+            .write(&self.best_dir)?;
         }
-        .write(&best_dir)?;
+        let mut best = Checkpoint::read(&self.best_dir)?;
+        let val = evaluate(&best, &self.splits.val)?;
+        let test = evaluate(&best, &self.splits.test)?;
+        observer.finished(best.meta.epoch, &test);
+        let mut metrics = metric_map("val", &val);
+        metrics.extend(metric_map("test", &test));
+        metrics.insert("train_seconds".into(), train_seconds);
+        metrics.insert("samples_per_second".into(), samples_per_second);
+        let peak_rss_bytes = report::peak_rss_bytes();
+        if let Some(bytes) = peak_rss_bytes {
+            metrics.insert("peak_rss_mib".into(), bytes as f64 / (1024.0 * 1024.0));
+        }
+        best.meta.metrics = metrics;
+        let golden: Dataset = self.splits.test.head(GOLDEN_ROWS);
+        let probs = predict(&best, &golden.batch)?;
+        best.golden = Some(golden.batch.to_golden(&best.config, &probs));
+        best.extra = BTreeMap::from([(HISTORY_FILE.to_string(), json(&self.history, "history")?)]);
+        best.write(&self.best_dir)?;
+        Ok(TrainReport {
+            best_epoch: best.meta.epoch,
+            epochs_completed: self.state.epoch,
+            val,
+            test,
+            train_seconds,
+            samples_per_second,
+            collisions: self.splits.collisions,
+            history: self.history,
+            peak_rss_bytes,
+        })
     }
-    let mut best = Checkpoint::read(&best_dir)?;
-    let val = evaluate(&best, &splits.val)?;
-    let test = evaluate(&best, &splits.test)?;
-    println!("best epoch {}: test", best.meta.epoch);
-    for m in &test {
-        println!("  test {m}");
-    }
-    let mut metrics = metric_map("val", &val);
-    metrics.extend(metric_map("test", &test));
-    metrics.insert("train_seconds".into(), train_seconds);
-    metrics.insert("samples_per_second".into(), samples_per_second);
-    let peak_rss_bytes = report::peak_rss_bytes();
-    if let Some(bytes) = peak_rss_bytes {
-        metrics.insert("peak_rss_mib".into(), bytes as f64 / (1024.0 * 1024.0));
-    }
-    best.meta.metrics = metrics;
-    let golden: Dataset = splits.test.head(GOLDEN_ROWS);
-    let probs = predict(&best, &golden.batch)?;
-    best.golden = Some(golden.batch.to_golden(&best.config, &probs));
-    best.extra = BTreeMap::from([(HISTORY_FILE.to_string(), json(&history, "history")?)]);
-    best.write(&best_dir)?;
-    crate::plots::write_plots(&best_dir, &history)?;
-    Ok(TrainReport {
-        best_epoch: best.meta.epoch,
-        epochs_completed: state.epoch,
-        val,
-        test,
-        train_seconds,
-        samples_per_second,
-        collisions: splits.collisions,
-        history,
-        peak_rss_bytes,
-    })
 }
 
 /// Evaluates a checkpoint on the test split of its own config's data.
@@ -866,7 +903,6 @@ mod tests {
             resume: None,
             seed: Some(11),
             epochs: Some(epochs),
-            quiet: true,
             max_train_rows: Some(1500),
             max_eval_rows: Some(600),
         }
@@ -1065,6 +1101,82 @@ mod tests {
         let (rows, probs) = uie_model::RawBatch::from_golden(&best.config, golden).expect("rows");
         assert!(rows.history.is_some());
         assert_eq!(predict(&best, &rows).expect("predict"), probs);
+    }
+
+    /// Every observer call of a run, as text.
+    #[derive(Default)]
+    struct Recorder(Vec<String>);
+
+    impl Observer for Recorder {
+        fn data_loaded(&mut self, data: &DataLoaded<'_>) {
+            self.0.push(format!("data {}", data.train_rows));
+        }
+        fn resumed(&mut self, _from: &Path, epoch: usize) {
+            self.0.push(format!("resumed {epoch}"));
+        }
+        fn epoch_started(&mut self, epoch: usize, steps: usize) {
+            self.0.push(format!("epoch {epoch} of {steps} steps"));
+        }
+        fn step_finished(&mut self, step: usize, mean_loss: f64) {
+            assert!(mean_loss.is_finite() && mean_loss > 0.0, "{mean_loss}");
+            self.0.push(format!("step {step}"));
+        }
+        fn steps_finished(&mut self) {
+            self.0.push("steps done".into());
+        }
+        fn epoch_validated(&mut self, record: &EpochRecord, mean_val_auc: f64) {
+            assert_eq!(record.timings.checkpoint, 0.0);
+            assert_eq!(mean_val_auc, metrics::mean_auc(&record.val.overall));
+            self.0.push(format!("validated {}", record.epoch));
+        }
+        fn epoch_checkpointed(&mut self, record: &EpochRecord) {
+            assert!(record.timings.checkpoint > 0.0);
+            self.0.push(format!("checkpointed {}", record.epoch));
+        }
+        fn early_stop(&mut self, epochs_without_improvement: usize, best_epoch: usize) {
+            self.0.push(format!(
+                "early stop {epochs_without_improvement} {best_epoch}"
+            ));
+        }
+        fn finished(&mut self, best_epoch: usize, test: &[TaskMetrics]) {
+            self.0.push(format!("finished {best_epoch} {}", test.len()));
+        }
+    }
+
+    #[test]
+    fn the_observer_sees_every_stage_in_order() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let config = census_config();
+        let mut o = opts(tmp.path(), 2);
+        o.max_train_rows = Some(300);
+        o.max_eval_rows = Some(300);
+        let mut seen = Recorder::default();
+        let report = train_with(&config, &o, &mut seen).expect("2 epochs");
+        let epoch = |e: usize| {
+            vec![
+                format!("epoch {e} of 3 steps"),
+                "step 1".into(),
+                "step 2".into(),
+                "step 3".into(),
+                "steps done".into(),
+                format!("validated {e}"),
+                format!("checkpointed {e}"),
+            ]
+        };
+        let mut want = vec!["data 300".to_string()];
+        want.extend(epoch(1));
+        want.extend(epoch(2));
+        want.push(format!("finished {} 2", report.best_epoch));
+        assert_eq!(seen.0, want);
+
+        o.epochs = Some(3);
+        o.resume = Some(tmp.path().join("last"));
+        let mut seen = Recorder::default();
+        let report = train_with(&config, &o, &mut seen).expect("1 more epoch");
+        let mut want = vec!["data 300".to_string(), "resumed 2".to_string()];
+        want.extend(epoch(3));
+        want.push(format!("finished {} 2", report.best_epoch));
+        assert_eq!(seen.0, want);
     }
 
     #[test]

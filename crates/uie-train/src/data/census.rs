@@ -15,9 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use uie_model::hashing::{bucket, feature_id};
 use uie_model::{Config, RawBatch};
 
@@ -255,7 +253,7 @@ pub fn parse(config: &Config, text: &str, path: &Path) -> Result<Dataset, TrainE
 pub fn split(config: &Config, all: &Dataset) -> Result<Splits, TrainError> {
     let n = all.len();
     let mut perm: Vec<usize> = (0..n).collect();
-    perm.shuffle(&mut StdRng::seed_from_u64(config.data.split_seed));
+    perm.shuffle(&mut crate::rng::seeded(config.data.split_seed));
     let n_test = ((n as f64) * config.data.test_fraction).round() as usize;
     let n_val = ((n as f64) * config.data.val_fraction).round() as usize;
     if n_test + n_val >= n || n_test == 0 || n_val == 0 {

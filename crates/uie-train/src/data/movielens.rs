@@ -7,7 +7,7 @@
 //! positive row (`watch` = 1, `like` = 1 iff rating ≥ 4) followed by one sampled negative row
 //! (`watch` = `like` = 0) at the same timestamp: a movie of `movies.csv` drawn with weight
 //! "ratings of the movie strictly before t, plus 1" (a Fenwick tree, O(log M) per draw) and redrawn
-//! while the user has rated it at any time ≤ t. The draws come from one `StdRng` seeded with
+//! while the user has rated it at any time ≤ t. The draws come from one [`crate::rng::SeedRng`] seeded with
 //! `data.split_seed`, so the whole preparation is deterministic for that seed.
 //!
 //! **Split.** Position `e` of an event in that order decides its split: the first
@@ -31,14 +31,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::RngExt;
 use uie_model::hashing::feature_id;
 use uie_model::{Config, History, RawBatch};
 
 use super::census::{collisions, data_path};
 use super::{cohort, Dataset, Splits, COHORTS};
 use crate::error::TrainError;
+use crate::rng::{self, SeedRng};
 
 /// The ratings file inside `data.path`.
 pub const RATINGS_FILE: &str = "ratings.csv";
@@ -709,7 +709,7 @@ pub fn build(
     ];
     let mut movie_past = vec![0u64; movies.len()];
     let mut popularity = Fenwick::with_ones(movies.len());
-    let mut rng = StdRng::seed_from_u64(config.data.split_seed);
+    let mut rng = rng::seeded(config.data.split_seed);
     let mut builders: [Builder; 3] = Default::default();
     let mut rejected_draws = 0u64;
     let mut user_train_counts: BTreeMap<i64, u64> = BTreeMap::new();
@@ -821,14 +821,14 @@ fn draw_negative(
     popularity: &Fenwick,
     movie_past: &[u64],
     user: &UserState,
-    rng: &mut StdRng,
+    rng: &mut SeedRng,
     rejected: &mut u64,
 ) -> Option<usize> {
     for _ in 0..MAX_REJECTIONS {
         if popularity.total == 0 {
             break;
         }
-        let m = popularity.find(rng.gen_range(0..popularity.total));
+        let m = popularity.find(rng.random_range(0..popularity.total));
         if !user.has_rated(m) {
             return Some(m);
         }
@@ -842,7 +842,7 @@ fn draw_negative(
     if total == 0 {
         return None;
     }
-    let mut r = rng.gen_range(0..total);
+    let mut r = rng.random_range(0..total);
     for (m, &c) in movie_past.iter().enumerate() {
         if user.has_rated(m) {
             continue;
@@ -1566,7 +1566,7 @@ test_fraction = 0.2
             rated: vec![0b0111],
             ..UserState::default()
         };
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut rng = rng::seeded(1);
         let mut rejected = 0;
         assert_eq!(
             draw_negative(&f, &past, &user, &mut rng, &mut rejected),

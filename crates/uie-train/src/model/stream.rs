@@ -27,8 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use rand::rngs::StdRng;
-use rand::Rng;
+use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use uie_model::hashing::bucket;
 use uie_model::schema::{Plan, Retrieval as RetrievalPlan};
@@ -38,6 +37,7 @@ use super::Side;
 use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::report::TableUsage;
+use crate::rng::SeedRng;
 use crate::uie::{
     balanced_sample, kmeans_pp_init, ActivityBuckets, ClusterConfig, ClustererState, MemoryConfig,
     PersonalMemory, StreamClusterer, Table,
@@ -290,7 +290,7 @@ impl UieRun {
     pub fn init_centres(
         &mut self,
         collected: &Collected,
-        rng: &mut StdRng,
+        rng: &mut SeedRng,
         weights: &mut TensorMap,
     ) -> Result<(), TrainError> {
         for t in &mut self.tables {
@@ -306,7 +306,7 @@ impl UieRun {
                     if i < n {
                         data.extend_from_slice(v);
                     } else {
-                        data.extend(v.iter().map(|x| x + rng.gen_range(-1e-3f32..1e-3)));
+                        data.extend(v.iter().map(|x| x + rng.random_range(-1e-3f32..1e-3)));
                     }
                 }
                 Table::new(rows, width, data)?
@@ -337,7 +337,7 @@ impl UieRun {
         data: &Dataset,
         counts: &[u64],
         side: &Side,
-        rng: &mut StdRng,
+        rng: &mut SeedRng,
         weights: &mut TensorMap,
     ) -> Result<(), TrainError> {
         let n = data.len();

@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use dfdx::tensor::{Cpu, NoneTape};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::RngExt;
 use uie_model::schema::{
     Mlp, Plan, Role, MEMORY_PERSONAL, MEMORY_UCSE, MEMORY_UPE, SEQ_QUERY, UCSE_ATTN,
 };
@@ -84,13 +83,13 @@ fn set(w: &mut TensorMap, name: &str, f: impl Fn(usize, &mut f32)) {
 /// `M_upe` duplicated into row 4 for ties), random `P` rows.
 fn weights(config: &Config, seed: u64) -> TensorMap {
     let mut w = init_weights(config, &[1.0, 3.0, 2.0], seed);
-    let mut rng = StdRng::seed_from_u64(seed + 99);
+    let mut rng = crate::rng::seeded(seed + 99);
     let names: Vec<String> = w.keys().cloned().collect();
     for name in names {
         if name.ends_with(".bias") || name.starts_with("embed.") || name.starts_with("memory.") {
             let scale = if name.starts_with("embed.") { 1.0 } else { 0.5 };
             let noise: Vec<f32> = (0..w[&name].shape.iter().product::<usize>())
-                .map(|_| rng.gen_range(-scale..scale))
+                .map(|_| rng.random_range(-scale..scale))
                 .collect();
             set(&mut w, &name, |i, x| *x += noise[i]);
         }
@@ -551,7 +550,7 @@ fn personal_memory_moves_only_for_users_with_positives() {
     let mut collected = Collected::new(config.uie.dim, config.model.embed_dim);
     let positive = run.positives(&data);
     collected.push(&r.side, &positive);
-    let mut rng = StdRng::seed_from_u64(1);
+    let mut rng = crate::rng::seeded(1);
     run.init_centres(&collected, &mut rng, &mut w)
         .expect("init");
     let before = w[MEMORY_PERSONAL].as_f32().expect("f32").to_vec();

@@ -40,16 +40,16 @@
 //! among the not-yet-chosen indices. Indices are always distinct. Optional Lloyd iterations then
 //! refine the table with the **inner-product** assignment of step 2 (so the result is consistent
 //! with stream clustering): each centre becomes the mean of its assigned vectors, empty centres
-//! stay. Everything is deterministic for a seeded [`StdRng`].
+//! stay. Everything is deterministic for a seeded [`SeedRng`].
 
 use std::collections::HashMap;
 
-use rand::rngs::StdRng;
 use rand::seq::index;
-use rand::Rng;
+use rand::RngExt;
 
 use super::retrieval::score_row;
 use super::{check_finite, check_vectors, Table, UieError};
+use crate::rng::SeedRng;
 
 /// Upper bounds (inclusive) of the activity buckets of balanced sampling: `[5, 20, 100]` means the
 /// buckets `0-5, 6-20, 21-100, >100`.
@@ -109,7 +109,7 @@ pub fn balanced_sample(
     eligible: Option<&[bool]>,
     buckets: &ActivityBuckets,
     m: usize,
-    rng: &mut StdRng,
+    rng: &mut SeedRng,
 ) -> Result<Vec<usize>, UieError> {
     if counts.len() != user_ids.len() {
         return Err(UieError::shape(
@@ -164,7 +164,7 @@ pub fn balanced_sample(
         };
         for g in chosen {
             let rows = &groups[g];
-            out.push(rows[rng.gen_range(0..rows.len())]);
+            out.push(rows[rng.random_range(0..rows.len())]);
         }
     }
     out.sort_unstable();
@@ -581,7 +581,7 @@ impl StreamClusterer {
         &mut self,
         vectors: &[f32],
         n: usize,
-        rng: &mut StdRng,
+        rng: &mut SeedRng,
     ) -> Result<StepReport, UieError> {
         check_vectors("clustering vectors", vectors, n, self.table.width())?;
         check_finite("clustering vectors", vectors)?;
@@ -700,7 +700,7 @@ pub fn kmeans_pp_indices(
     n: usize,
     width: usize,
     k: usize,
-    rng: &mut StdRng,
+    rng: &mut SeedRng,
 ) -> Result<Vec<usize>, UieError> {
     if width == 0 {
         return Err(UieError::shape("k-means++ vectors", "width must be ≥ 1"));
@@ -716,14 +716,14 @@ pub fn kmeans_pp_indices(
     let row = |i: usize| &vectors[i * width..(i + 1) * width];
     let mut chosen = Vec::with_capacity(k);
     let mut is_chosen = vec![false; n];
-    let first = rng.gen_range(0..n);
+    let first = rng.random_range(0..n);
     chosen.push(first);
     is_chosen[first] = true;
     let mut d2: Vec<f64> = (0..n).map(|i| dist2(row(i), row(first))).collect();
     while chosen.len() < k {
         let total: f64 = d2.iter().sum();
         let next = if total > 0.0 && total.is_finite() {
-            let target = rng.gen::<f64>() * total;
+            let target = rng.random::<f64>() * total;
             let mut acc = 0.0;
             let mut pick = None;
             let mut last_positive = None;
@@ -747,7 +747,7 @@ pub fn kmeans_pp_indices(
             None => {
                 // Every remaining point duplicates a chosen one: uniform over the unchosen.
                 let free: Vec<usize> = (0..n).filter(|&i| !is_chosen[i]).collect();
-                free[rng.gen_range(0..free.len())]
+                free[rng.random_range(0..free.len())]
             }
         };
         chosen.push(next);
@@ -769,7 +769,7 @@ pub fn kmeans_pp_init(
     width: usize,
     k: usize,
     lloyd_iters: usize,
-    rng: &mut StdRng,
+    rng: &mut SeedRng,
 ) -> Result<Table, UieError> {
     let picks = kmeans_pp_indices(vectors, n, width, k, rng)?;
     let mut data = Vec::with_capacity(k * width);
@@ -787,7 +787,7 @@ pub fn kmeans_pp_init(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
+    use crate::rng::seeded;
 
     fn table(rows: usize, width: usize, data: &[f32]) -> Table {
         Table::new(rows, width, data.to_vec()).expect("table")
@@ -832,7 +832,7 @@ mod tests {
         counts.push(10);
         let buckets = ActivityBuckets::default();
         for seed in 0..20 {
-            let mut rng = StdRng::seed_from_u64(seed);
+            let mut rng = seeded(seed);
             let rows =
                 balanced_sample(&users, &counts, None, &buckets, 2, &mut rng).expect("sample");
             assert!(rows.windows(2).all(|w| w[0] < w[1]), "ascending, distinct");
@@ -852,34 +852,11 @@ mod tests {
             assert_eq!(per_bucket(3), 2, "heavy bucket capped at m");
         }
         // Deterministic for a seed; m larger than every bucket keeps every user once.
-        let a = balanced_sample(
-            &users,
-            &counts,
-            None,
-            &buckets,
-            2,
-            &mut StdRng::seed_from_u64(7),
-        )
-        .expect("a");
-        let b = balanced_sample(
-            &users,
-            &counts,
-            None,
-            &buckets,
-            2,
-            &mut StdRng::seed_from_u64(7),
-        )
-        .expect("b");
+        let a = balanced_sample(&users, &counts, None, &buckets, 2, &mut seeded(7)).expect("a");
+        let b = balanced_sample(&users, &counts, None, &buckets, 2, &mut seeded(7)).expect("b");
         assert_eq!(a, b);
-        let all = balanced_sample(
-            &users,
-            &counts,
-            None,
-            &buckets,
-            100,
-            &mut StdRng::seed_from_u64(1),
-        )
-        .expect("all");
+        let all =
+            balanced_sample(&users, &counts, None, &buckets, 100, &mut seeded(1)).expect("all");
         assert_eq!(all.len(), 14);
     }
 
@@ -888,7 +865,7 @@ mod tests {
         let users = [1i64, 1, 2, 3];
         let counts = [1u64, 1, 1, 1];
         let eligible = [false, true, false, true];
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = seeded(0);
         let rows = balanced_sample(
             &users,
             &counts,
@@ -943,7 +920,7 @@ mod tests {
             ..ClusterConfig::default()
         };
         let mut c = StreamClusterer::new(m.clone(), config).expect("clusterer");
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = seeded(0);
         let rep = c.step(&[2.0, 0.0, 4.0, 2.0], 2, &mut rng).expect("step");
         assert_eq!(rep.assignments, vec![0, 0]);
         assert_eq!(c.table().row(1), m.row(1));
@@ -996,7 +973,7 @@ mod tests {
             ring_capacity: 8,
         };
         let mut c = StreamClusterer::new(m, config).expect("clusterer");
-        let mut rng = StdRng::seed_from_u64(3);
+        let mut rng = seeded(3);
         let rep = c.step(&[1.0, 0.1, 0.1, 1.0], 2, &mut rng).expect("step 1");
         assert_eq!(rep.assignments, vec![0, 1]);
         assert!(rep.reseeded.is_empty());
@@ -1070,7 +1047,7 @@ mod tests {
     fn epoch_histogram_resets() {
         let mut c =
             StreamClusterer::new(table(2, 1, &[1.0, -1.0]), ClusterConfig::default()).expect("c");
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = seeded(0);
         c.step(&[1.0, -1.0, 2.0, -2.0], 4, &mut rng).expect("step");
         let d = c.reset_epoch();
         assert_eq!((d.used, d.assigned), (2, 4));
@@ -1091,8 +1068,8 @@ mod tests {
         }
         let n = 12;
         for seed in 0..10 {
-            let a = kmeans_pp_indices(&v, n, 2, 5, &mut StdRng::seed_from_u64(seed)).expect("a");
-            let b = kmeans_pp_indices(&v, n, 2, 5, &mut StdRng::seed_from_u64(seed)).expect("b");
+            let a = kmeans_pp_indices(&v, n, 2, 5, &mut seeded(seed)).expect("a");
+            let b = kmeans_pp_indices(&v, n, 2, 5, &mut seeded(seed)).expect("b");
             assert_eq!(a, b, "deterministic for seed {seed}");
             let mut d = a.clone();
             d.sort_unstable();
@@ -1105,13 +1082,13 @@ mod tests {
         }
         // All points identical: still k distinct indices.
         let same = [1.0f32; 8];
-        let idx = kmeans_pp_indices(&same, 4, 2, 4, &mut StdRng::seed_from_u64(0)).expect("same");
+        let idx = kmeans_pp_indices(&same, 4, 2, 4, &mut seeded(0)).expect("same");
         let mut d = idx.clone();
         d.sort_unstable();
         assert_eq!(d, vec![0, 1, 2, 3]);
-        assert!(kmeans_pp_indices(&v, n, 2, 13, &mut StdRng::seed_from_u64(0)).is_err());
-        assert!(kmeans_pp_indices(&v, n, 2, 0, &mut StdRng::seed_from_u64(0)).is_err());
-        let t = kmeans_pp_init(&v, n, 2, 3, 2, &mut StdRng::seed_from_u64(1)).expect("init");
+        assert!(kmeans_pp_indices(&v, n, 2, 13, &mut seeded(0)).is_err());
+        assert!(kmeans_pp_indices(&v, n, 2, 0, &mut seeded(0)).is_err());
+        let t = kmeans_pp_init(&v, n, 2, 3, 2, &mut seeded(1)).expect("init");
         assert_eq!((t.rows(), t.width()), (3, 2));
         assert!(t.data().iter().all(|x| x.is_finite()));
     }

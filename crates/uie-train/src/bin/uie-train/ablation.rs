@@ -10,19 +10,21 @@
 //! report per cohort is computed once from `best/` and cached as [`TEST_REPORT_FILE`] in the run
 //! directory; the plots of every run go to `<run>/plots/`.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use uie_model::{Checkpoint, CheckpointMeta, Config};
 
-use crate::data::{Splits, COHORTS};
-use crate::error::TrainError;
-use crate::model::predict;
+use uie_train::data::{Splits, COHORTS};
+use uie_train::model::predict;
+use uie_train::report::{eval_report, EpochRecord, EvalReport, TableUsage, SPARSE};
+use uie_train::train::{load_data, train_with, TrainOptions, HISTORY_FILE};
+use uie_train::TrainError;
+
+use crate::console::Console;
 use crate::plots::write_plots;
-use crate::report::{eval_report, thousands, EpochRecord, EvalReport, TableUsage, SPARSE};
-use crate::train::{load_data, train, TrainOptions, HISTORY_FILE};
+use crate::tables::thousands;
 
 /// The test report of a run per cohort, cached in the run directory.
 pub const TEST_REPORT_FILE: &str = "test_report.json";
@@ -218,11 +220,10 @@ pub fn run(opts: &AblationOptions) -> Result<AblationReport, TrainError> {
                     resume: None,
                     seed: Some(seed),
                     epochs: opts.epochs,
-                    quiet: opts.quiet,
                     max_train_rows: opts.max_train_rows,
                     max_eval_rows: opts.max_eval_rows,
                 };
-                train(&config, &topts)?;
+                train_with(&config, &topts, &mut Console::new(opts.quiet))?;
             }
             let result = collect_run(variant, seed, &dir, reused, opts, &mut splits)?;
             runs.push(result);
@@ -653,27 +654,11 @@ pub fn render_markdown(config_label: &str, runs: &[RunResult]) -> String {
     out
 }
 
-/// Per variant key and task: the sparse-cohort test AUCs over seeds (for callers that want the
-/// raw numbers behind the facts line).
-pub fn sparse_aucs(runs: &[RunResult]) -> BTreeMap<(String, String), Vec<f64>> {
-    let mut out: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
-    for r in runs {
-        for m in r.test.overall.iter() {
-            if let Some(a) = auc_of(r, SPARSE, &m.task) {
-                out.entry((r.variant.clone(), m.task.clone()))
-                    .or_default()
-                    .push(a);
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::TaskMetrics;
-    use crate::report::{CohortMetrics, Gauc};
+    use uie_train::metrics::TaskMetrics;
+    use uie_train::report::{CohortMetrics, Gauc};
 
     #[test]
     fn mean_and_sample_std() {
@@ -824,11 +809,6 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("Reused completed runs (not retrained): full-uie-s1, ple-s1."));
-        let raw = sparse_aucs(&runs);
-        assert_eq!(
-            raw[&("ple".to_string(), "watch".to_string())],
-            vec![0.70, 0.71]
-        );
     }
 
     #[test]

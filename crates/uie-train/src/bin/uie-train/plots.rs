@@ -19,8 +19,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::error::TrainError;
-use crate::report::{thousands, EpochRecord, Phase};
+use uie_train::report::{EpochRecord, Phase};
+use uie_train::TrainError;
+
+use crate::tables::thousands;
 
 /// Width of every plot, pixels.
 pub const WIDTH: u32 = 1200;
@@ -37,7 +39,7 @@ pub const COHORTS_PNG: &str = "cohorts.png";
 pub const CENTRES_PNG: &str = "centres.png";
 
 /// DejaVu Sans (Bitstream Vera licence, `assets/DejaVuSans-LICENSE.txt`).
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
 /// The family name the embedded font is registered under.
 const FAMILY: &str = "sans-serif";
 
@@ -499,7 +501,7 @@ fn draw_cohorts(root: &DrawingArea<BitMapBackend<'_>, Shift>, last: &EpochRecord
             .collect(),
     ));
     for c in &last.val.cohorts {
-        let name = if c.cohort == crate::report::SPARSE {
+        let name = if c.cohort == uie_train::report::SPARSE {
             "sparse (0-20)".to_string()
         } else {
             c.cohort.clone()
@@ -604,7 +606,7 @@ fn draw_cohorts(root: &DrawingArea<BitMapBackend<'_>, Shift>, last: &EpochRecord
     let separators: Vec<f64> = groups
         .iter()
         .enumerate()
-        .filter(|(i, gr)| *i == 1 || gr.0.starts_with(crate::report::SPARSE))
+        .filter(|(i, gr)| *i == 1 || gr.0.starts_with(uie_train::report::SPARSE))
         .map(|(i, _)| i as f64)
         .collect();
     for x in separators {
@@ -648,7 +650,7 @@ fn draw_centres(
             }
         }
     }
-    let usage = |name: &str, f: &dyn Fn(&crate::report::TableUsage) -> f64| {
+    let usage = |name: &str, f: &dyn Fn(&uie_train::report::TableUsage) -> f64| {
         points(history, |r| {
             r.tables.iter().find(|t| t.table == name).map(f)
         })
@@ -740,8 +742,8 @@ fn draw_centres(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::TaskMetrics;
-    use crate::report::{CohortMetrics, EvalReport, Gauc, TableUsage};
+    use uie_train::metrics::TaskMetrics;
+    use uie_train::report::{CohortMetrics, EvalReport, Gauc, TableUsage};
 
     fn task(name: &str, auc: Option<f64>, n: usize) -> TaskMetrics {
         TaskMetrics {

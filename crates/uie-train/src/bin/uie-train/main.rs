@@ -11,8 +11,15 @@
 //!                    [--data-root .] [--epochs N] [--quiet]
 //! ```
 //!
-//! `train` also draws the run's plots into `<out>/plots/`; `eval` prints, for data with history
-//! cohorts (MovieLens), the test metrics per cohort and GAUC as markdown.
+//! `train` shows a progress bar and prints every epoch's validation metrics (see [`console`]), and
+//! draws the run's plots into `<out>/plots/` ([`plots`]); `eval` prints, for data with history
+//! cohorts (MovieLens), the test metrics per cohort and GAUC as markdown ([`tables`]); `ablation`
+//! runs Protocol B ([`ablation`]). The library below them never prints.
+
+mod ablation;
+mod console;
+mod plots;
+mod tables;
 
 use std::path::PathBuf;
 
@@ -20,10 +27,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use uie_model::config::DataKind;
 use uie_model::{Checkpoint, Config};
-use uie_train::ablation::{self, AblationOptions};
-use uie_train::report::{cohort_table, eval_report};
+use uie_train::report::eval_report;
 use uie_train::train::load_data;
-use uie_train::{eval_checkpoint, predict, train, TrainOptions};
+use uie_train::{eval_checkpoint, predict, train_with, TrainOptions};
+
+use crate::ablation::AblationOptions;
+use crate::console::Console;
+use crate::tables::cohort_table;
 
 #[derive(Parser)]
 #[command(
@@ -179,15 +189,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 resume,
                 seed,
                 epochs,
-                quiet,
                 max_train_rows,
                 max_eval_rows: None,
             };
-            let report = train(&cfg, &opts).context("training failed")?;
+            let report =
+                train_with(&cfg, &opts, &mut Console::new(quiet)).context("training failed")?;
             if !report.history.is_empty() {
                 let dir = out.join("plots");
                 // The checkpoints are written; a plot that cannot be drawn is only reported.
-                match uie_train::plots::write_plots(&dir, &report.history) {
+                match plots::write_plots(&dir, &report.history) {
                     Ok(paths) => {
                         for p in paths {
                             println!("plot {}", p.display());
