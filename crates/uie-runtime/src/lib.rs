@@ -7,15 +7,18 @@
 //!   while serving; a file that fails to load leaves the old model serving.
 //! - [`engine::Engine`]: the low-level engine (named tensors in, named tensors out), used by the
 //!   typed API, by `uie-compile verify` and by the parity tests; it runs a model plain or optimised.
+//! - [`rewrites`]: the load-time rewrites of tract's typed model into the runtime's fused ops, one
+//!   folder per rewrite, one driver; [`EngineOptions`] turns them off by [`RewriteName`].
 //!
 //! Architecture invariant: this is the only crate that imports tract, and it never links the
 //! compiler or the trainer.
 
+pub mod declutter;
 pub mod engine;
 pub mod error;
-pub mod fused;
 pub mod handle;
 pub mod model;
+pub mod rewrites;
 pub mod upper;
 
 pub use engine::{Engine, EngineOptions, Value};
@@ -24,6 +27,7 @@ pub use handle::ModelHandle;
 pub use model::{
     Batch, CategoricalSpec, FeatureValues, Model, Predictions, Schema, TensorSpec, TensorType,
 };
+pub use rewrites::{RewriteCounts, RewriteName, RewriteSet};
 
 /// The id rule for string-valued categorical features (FNV-1a 64 as int64): the trainer's rule,
 /// re-exported so that a service sends the ids the model was trained on.
