@@ -1,4 +1,4 @@
-//! The tract side of the inference benchmark (issue 6, `scripts/bench-inference.sh`): the compiled
+//! The tract side of the inference benchmark (`scripts/bench-inference.sh`): the compiled
 //! MovieLens model through the public `uie-runtime` API (`Model::load_with`, `Model::predict`, one
 //! thread: tract runs a plan on the calling thread), against ONNX Runtime on the same file and the
 //! same inputs (`tests/python/bench_ort.py`).
@@ -30,7 +30,7 @@ use uie_compile::verify::batch_inputs;
 use uie_e2e::latency::{read_batch_values, summarise, time_calls, write_inputs_json, Budget};
 use uie_e2e::repo_root;
 use uie_model::Checkpoint;
-use uie_runtime::{EngineOptions, Model, RawBatch};
+use uie_runtime::{EngineOptions, Model, RawBatch, RewriteName};
 
 #[derive(Parser)]
 #[command(about = "tract side of the inference benchmark")]
@@ -142,13 +142,10 @@ fn serve(model_path: &Path, inputs: &Path, batches: &[usize]) -> Result<()> {
         // tract optimises and runs it.
         EngineOptions {
             optimize: true,
-            fuse_retrieval: false,
-            fuse_attention: false,
-            fuse_gates: false,
-            fuse_lookups: false,
-            merge_linear: false,
             clear_upper_state: false,
-        },
+            ..EngineOptions::default()
+        }
+        .with_rewrites(false),
     )?;
     let mut requests = Vec::new();
     for &n in batches {
@@ -161,18 +158,10 @@ fn serve(model_path: &Path, inputs: &Path, batches: &[usize]) -> Result<()> {
         json!({
             "ready": true,
             "fused_retrievals": {
-                "default": default.engine().fused_retrievals(),
-                "nofuse": nofuse.engine().fused_retrievals(),
+                "default": default.engine().rewrite_count(RewriteName::Retrieval),
+                "nofuse": nofuse.engine().rewrite_count(RewriteName::Retrieval),
             },
-            "rewrites": format!(
-                "{} retrievals, {} attentions, {} gate mixes, {} embedding lookups fused; {} \
-                 MatMuls merged",
-                default.engine().fused_retrievals(),
-                default.engine().fused_attentions(),
-                default.engine().fused_gates(),
-                default.engine().fused_lookups(),
-                default.engine().merged_linear()
-            ),
+            "rewrites": default.engine().rewrite_counts().to_string(),
         })
     )?;
     out.flush()?;
@@ -213,7 +202,7 @@ fn run(model_path: &Path, inputs: &Path, batches: &[usize], budget: Budget) -> R
     println!(
         "{}: default options, {} retrievals fused, one thread",
         model_path.display(),
-        model.engine().fused_retrievals()
+        model.engine().rewrite_count(RewriteName::Retrieval)
     );
     println!("\n| batch | calls | p50 (µs) | p99 (µs) | rows/s |\n|---:|---:|---:|---:|---:|");
     for &n in batches {

@@ -1,4 +1,4 @@
-//! Scaling benchmark (issue 6, `scripts/bench-scaling.sh`): p50 latency of a compiled model in
+//! Scaling benchmark (`scripts/bench-scaling.sh`): p50 latency of a compiled model in
 //! `uie-runtime` (tract, the runtime's default options, one thread) and in ONNX Runtime (one
 //! intra-op thread, same file and inputs) as one size varies at a time, from the MovieLens
 //! full-UIE config (`models/movielens-uie.toml`) with `features.sequence.max_len` raised to 500:
@@ -39,7 +39,7 @@ use uie_e2e::latency::{summarise, time_calls, write_inputs_json, Budget};
 use uie_e2e::{python, random_checkpoint, repo_root, Rng};
 use uie_model::batch::History;
 use uie_model::{Config, RawBatch};
-use uie_runtime::{EngineOptions, Model, Tensor};
+use uie_runtime::{EngineOptions, Model, RewriteName, Tensor};
 
 /// The sizes a sweep varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -308,10 +308,7 @@ fn measure(
 ) -> Result<Vec<Row>> {
     let mut out = Vec::new();
     let t = Instant::now();
-    let options = EngineOptions {
-        fuse_retrieval: !no_fuse,
-        ..EngineOptions::default()
-    };
+    let options = EngineOptions::default().with_rewrite(RewriteName::Retrieval, !no_fuse);
     let m = Model::load_with(model, options)?;
     let engine = if no_fuse { "tract-nofuse" } else { "tract" };
     let load_s = t.elapsed().as_secs_f64();

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use uie_e2e::latency::{read_batch_values, run_inputs};
 use uie_runtime::engine::{Engine, EngineOptions};
+use uie_runtime::RewriteName;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -38,24 +39,12 @@ fn main() -> anyhow::Result<()> {
         ("default", all),
         (
             "no linear merge",
-            EngineOptions {
-                merge_linear: false,
-                ..all
-            },
+            all.with_rewrite(RewriteName::Merge, false),
         ),
-        (
-            "no gate fusion",
-            EngineOptions {
-                fuse_gates: false,
-                ..all
-            },
-        ),
+        ("no gate fusion", all.with_rewrite(RewriteName::Gate, false)),
         (
             "no attention fusion",
-            EngineOptions {
-                fuse_attention: false,
-                ..all
-            },
+            all.with_rewrite(RewriteName::Attention, false),
         ),
         (
             "no upper-state clearing",
@@ -67,14 +56,10 @@ fn main() -> anyhow::Result<()> {
         (
             "no rewrite",
             EngineOptions {
-                fuse_attention: false,
-                fuse_retrieval: false,
-                fuse_gates: false,
-                fuse_lookups: false,
-                merge_linear: false,
                 clear_upper_state: false,
                 ..all
-            },
+            }
+            .with_rewrites(false),
         ),
     ];
     let engines: Vec<(&str, Engine)> = variants

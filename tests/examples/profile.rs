@@ -55,12 +55,9 @@ fn main() -> anyhow::Result<()> {
     };
     let engine = Engine::load_path(&model, EngineOptions::default())?;
     println!(
-        "model {}: {} retrievals, {} attentions, {} gate mixes fused, {} MatMuls merged away",
+        "model {}: rewrites {}",
         model.display(),
-        engine.fused_retrievals(),
-        engine.fused_attentions(),
-        engine.fused_gates(),
-        engine.merged_linear()
+        engine.rewrite_counts()
     );
     for n in batches {
         let values = read_batch_values(&inputs_dir, n)?;

@@ -1,6 +1,6 @@
-//! Interleaved timing of the runtime's rewrites on the compiled MovieLens model (issue 8): the
-//! engine with both rewrites ("fused"), with the fused retrieval only ("no lookups") and with
-//! neither ("standard"), optimised, one thread, at batch 1, 16 and 256. The variants run in turn,
+//! Interleaved timing of the runtime's rewrites on the compiled MovieLens model: the engine with
+//! every rewrite ("fused"), with all but the lookup rewrite ("no lookups") and with none
+//! ("standard"), optimised, one thread, at batch 1, 16 and 256. The variants run in turn,
 //! one call each per round, so load changes on a shared machine hit all of them alike; the
 //! median and the ratios of medians are printed.
 //!
@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use uie_e2e::latency::{read_batch_values, run_inputs};
 use uie_runtime::engine::{Engine, EngineOptions};
+use uie_runtime::RewriteName;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -35,19 +36,17 @@ fn main() -> anyhow::Result<()> {
     ];
     let engines = variants
         .iter()
-        .map(|&(_, fuse_retrieval, fuse_lookups)| {
+        .map(|&(_, fuse, fuse_lookups)| {
             Engine::load_path(
                 &model,
+                // "standard" runs none of the runtime's rewrites.
                 EngineOptions {
                     optimize: true,
-                    fuse_retrieval,
-                    // "standard" runs none of the runtime's rewrites.
-                    fuse_attention: fuse_retrieval,
-                    fuse_gates: fuse_retrieval,
-                    fuse_lookups,
-                    merge_linear: fuse_retrieval,
-                    clear_upper_state: fuse_retrieval,
-                },
+                    clear_upper_state: fuse,
+                    ..EngineOptions::default()
+                }
+                .with_rewrites(fuse)
+                .with_rewrite(RewriteName::Lookup, fuse_lookups),
             )
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -1,5 +1,5 @@
-//! Issue 8: `uie-runtime` rewrites each hashed-embedding lookup `Gather(E, Mod(ids, H))` into its
-//! fused op (`uie_runtime::fused::UieHashedLookup`). The rewritten model must give exactly the
+//! `uie-runtime` rewrites each hashed-embedding lookup `Gather(E, Mod(ids, H))` into its fused op
+//! (`uie_runtime::rewrites::lookup::UieHashedLookup`). The rewritten model must give exactly the
 //! outputs of the unrewritten one (the op copies the same rows; nothing downstream changes), plain
 //! and optimised, with and without the retrieval rewrite, at batch sizes 1, 7 and 256 — ids that
 //! mix small, negative, huge and extreme values (`i64::MIN`, `i64::MIN + 1`, `i64::MAX`, ±H) — on
@@ -16,6 +16,7 @@ use uie_e2e::train_movielens_uie;
 use uie_model::schema::Plan;
 use uie_model::{Checkpoint, RawBatch};
 use uie_runtime::engine::{Engine, EngineOptions};
+use uie_runtime::RewriteName;
 
 const BATCHES: [usize; 3] = [1, 7, 256];
 
@@ -26,10 +27,10 @@ fn engine(bytes: &[u8], optimize: bool, fuse_retrieval: bool, fuse_lookups: bool
         // the model as the runtime serves it.
         EngineOptions {
             optimize,
-            fuse_retrieval,
-            fuse_lookups,
             ..EngineOptions::default()
-        },
+        }
+        .with_rewrite(RewriteName::Retrieval, fuse_retrieval)
+        .with_rewrite(RewriteName::Lookup, fuse_lookups),
     )
     .expect("tract loads the model")
 }
@@ -77,8 +78,12 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch) {
             );
             let standard = engine(&bytes, optimize, fuse_retrieval, false);
             let fused = engine(&bytes, optimize, fuse_retrieval, true);
-            assert_eq!(standard.fused_lookups(), 0, "{case}");
-            assert_eq!(fused.fused_lookups(), expected_lookups(ck), "{case}");
+            assert_eq!(standard.rewrite_count(RewriteName::Lookup), 0, "{case}");
+            assert_eq!(
+                fused.rewrite_count(RewriteName::Lookup),
+                expected_lookups(ck),
+                "{case}"
+            );
             let want = run_engine(&standard, &inputs, "standard").expect("standard run");
             let got = run_engine(&fused, &inputs, "fused").expect("fused run");
             assert_eq!(got.len(), want.len(), "{case}");
@@ -134,10 +139,16 @@ fn random_checkpoints_fused_lookups_equal_standard() {
 fn default_options_fuse_lookups_and_the_option_turns_it_off() {
     let ck = common::uie_checkpoint(5);
     let bytes = uie_compile::compile(&ck).expect("compile");
-    assert!(EngineOptions::default().fuse_lookups);
+    assert!(EngineOptions::default().rewrite_enabled(RewriteName::Lookup));
     let default = Engine::load_bytes(&bytes, EngineOptions::default()).expect("load");
-    assert_eq!(default.fused_lookups(), expected_lookups(&ck));
-    assert_eq!(engine(&bytes, true, true, false).fused_lookups(), 0);
+    assert_eq!(
+        default.rewrite_count(RewriteName::Lookup),
+        expected_lookups(&ck)
+    );
+    assert_eq!(
+        engine(&bytes, true, true, false).rewrite_count(RewriteName::Lookup),
+        0
+    );
 }
 
 #[test]

@@ -1,12 +1,12 @@
-//! Issue 8: `uie-runtime` merges the linear layers that read the same input (a PLE level's first
+//! `uie-runtime` merges the linear layers that read the same input (a PLE level's first
 //! expert layers, its gates, the sequence query and UCSE's target projection) into one MatMul plus
-//! a column slice per layer (`uie_runtime::fused::merge`). The merged model must equal the
+//! a column slice per layer (`uie_runtime::rewrites::merge`). The merged model must equal the
 //! unmerged one by the rule of `uie-model.md` §7 on every output (`probs` and, compiled with debug
 //! outputs, every debug value; retrieved indices exactly except on near-tie rows, two of the K + 1
 //! best scores closer than 1e-5 with the larger positive), at batch sizes 1, 7 and 256, plain and
 //! optimised, on seeded random checkpoints (plain PLE, full UIE) and a briefly trained MovieLens
-//! checkpoint. `merge_linear: false` turns the rewrite off. (A graph with nothing to merge is
-//! checked by the unit tests of `uie_runtime::fused::merge`.)
+//! checkpoint. Disabling the `merge` rewrite turns it off. (A graph with nothing to merge is
+//! checked by the unit tests of `uie_runtime::rewrites::merge`.)
 
 #[path = "../../crates/uie-compile/tests/common/mod.rs"]
 mod common;
@@ -18,6 +18,7 @@ use uie_e2e::rewrite_parity::{
 use uie_e2e::train_movielens_uie;
 use uie_model::{Checkpoint, RawBatch};
 use uie_runtime::engine::{Engine, EngineOptions};
+use uie_runtime::RewriteName;
 
 const BATCHES: [usize; 3] = [1, 7, 256];
 
@@ -28,9 +29,9 @@ fn engine(bytes: &[u8], optimize: bool, merge_linear: bool) -> Engine {
         // runtime serves it.
         EngineOptions {
             optimize,
-            merge_linear,
             ..EngineOptions::default()
-        },
+        }
+        .with_rewrite(RewriteName::Merge, merge_linear),
     )
     .expect("tract loads the model")
 }
@@ -47,14 +48,11 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, st: &mut RewriteStats
             let case = format!("{label} n={n} debug={debug_outputs} optimize={optimize}");
             let standard = engine(&bytes, optimize, false);
             let fused = engine(&bytes, optimize, true);
-            assert_eq!(standard.merged_linear(), 0, "{case}");
-            assert!(fused.merged_linear() > 0, "{case}: nothing merged");
+            let count = fused.rewrite_count(RewriteName::Merge);
+            assert_eq!(standard.rewrite_count(RewriteName::Merge), 0, "{case}");
+            assert!(count > 0, "{case}: nothing merged");
             // The same model merges the same way whatever the debug outputs or optimisation.
-            assert_eq!(
-                *merged.get_or_insert(fused.merged_linear()),
-                fused.merged_linear(),
-                "{case}"
-            );
+            assert_eq!(*merged.get_or_insert(count), count, "{case}");
             assert_eq!(standard.output_names(), fused.output_names(), "{case}");
             let want = run_engine(&standard, &inputs, "standard").expect("standard run");
             let got = run_engine(&fused, &inputs, "merged").expect("merged run");
@@ -98,11 +96,13 @@ fn random_checkpoints_merged_equal_unmerged() {
 fn default_options_merge_and_the_option_turns_it_off() {
     let ck = common::uie_checkpoint(5);
     let bytes = uie_compile::compile(&ck).expect("compile");
-    assert!(EngineOptions::default().merge_linear);
+    assert!(EngineOptions::default().rewrite_enabled(RewriteName::Merge));
     let default = Engine::load_bytes(&bytes, EngineOptions::default()).expect("load");
-    assert!(default.merged_linear() > 0);
-    assert_eq!(engine(&bytes, true, false).merged_linear(), 0);
-    assert_eq!(engine(&bytes, false, false).merged_linear(), 0);
+    assert!(default.rewrite_count(RewriteName::Merge) > 0);
+    for optimize in [true, false] {
+        let off = engine(&bytes, optimize, false);
+        assert_eq!(off.rewrite_count(RewriteName::Merge), 0);
+    }
 }
 
 #[test]

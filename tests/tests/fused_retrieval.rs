@@ -1,12 +1,12 @@
-//! Issue 8: `uie-runtime` rewrites each centre-retrieval sub-graph into its fused op
-//! (`uie_runtime::fused`). The rewritten model must equal the standard one: `probs` by the rule of
+//! `uie-runtime` rewrites each centre-retrieval sub-graph into its fused op
+//! (`uie_runtime::rewrites::retrieval`). The rewritten model must equal the standard one: `probs` by the rule of
 //! `uie-model.md` §7, retrieved indices exactly except on near-tie rows (two of the K + 1 best
 //! scores closer than 1e-5 with the larger positive), at batch sizes 1, 7 and 256, plain and
 //! optimised; on a seeded random-weights UIE checkpoint (clustered tables: rows that keep
 //! nothing, a duplicated centre), its zero-centres and duplicated-centres variants, and a briefly
 //! trained MovieLens checkpoint; and on tables large enough to be scored in blocks inside the
 //! fused op (70,000 centres). The fused count is the number of retrievals (UPE + UCSE); a model
-//! without retrieval fuses nothing; `fuse_retrieval: false` runs the standard ops.
+//! without retrieval fuses nothing; the `retrieval` rewrite disabled runs the standard ops.
 
 #[path = "../../crates/uie-compile/tests/common/mod.rs"]
 mod common;
@@ -19,6 +19,8 @@ use uie_e2e::rewrite_parity::{
 use uie_e2e::{duplicated_centres, find_output, train_movielens_uie, zero_centres};
 use uie_model::{Checkpoint, RawBatch};
 use uie_runtime::engine::{Engine, EngineOptions};
+use uie_runtime::rewrites::retrieval::{BLOCKED_MIN_CENTRES, CHUNK_TABLE_BYTES};
+use uie_runtime::RewriteName;
 
 const BATCHES: [usize; 3] = [1, 7, 256];
 
@@ -27,9 +29,9 @@ fn engine(bytes: &[u8], optimize: bool, fuse_retrieval: bool) -> Engine {
         bytes,
         EngineOptions {
             optimize,
-            fuse_retrieval,
             ..EngineOptions::default()
-        },
+        }
+        .with_rewrite(RewriteName::Retrieval, fuse_retrieval),
     )
     .expect("tract loads the model")
 }
@@ -60,8 +62,12 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, expect_fused: usize, 
             );
             let standard = engine(&bytes, optimize, false);
             let fused = engine(&bytes, optimize, true);
-            assert_eq!(standard.fused_retrievals(), 0, "{case}");
-            assert_eq!(fused.fused_retrievals(), expect_fused, "{case}");
+            assert_eq!(standard.rewrite_count(RewriteName::Retrieval), 0, "{case}");
+            assert_eq!(
+                fused.rewrite_count(RewriteName::Retrieval),
+                expect_fused,
+                "{case}"
+            );
             assert_eq!(standard.output_names(), fused.output_names(), "{case}");
             let want = run_engine(&standard, &inputs, "standard").expect("standard run");
             let got = run_engine(&fused, &inputs, "fused").expect("fused run");
@@ -147,11 +153,11 @@ fn random_uie_checkpoint_fused_equals_standard() {
 #[test]
 fn large_tables_scored_in_blocks_equal_standard() {
     const CENTRES: usize = 70_000;
-    const { assert!(CENTRES >= uie_runtime::fused::pattern::BLOCKED_MIN_CENTRES) };
+    const { assert!(CENTRES >= BLOCKED_MIN_CENTRES) };
     let mut config = common::config(common::TINY_UIE);
     config.uie.upe.centres = CENTRES;
     config.uie.ucse.centres = CENTRES;
-    let chunk = |d: usize| uie_runtime::fused::pattern::CHUNK_TABLE_BYTES / (4 * d);
+    let chunk = |d: usize| CHUNK_TABLE_BYTES / (4 * d);
     assert!(CENTRES > 2 * chunk(config.uie.dim) && CENTRES > 2 * chunk(config.model.embed_dim));
     let ck = common::uie_checkpoint_with(config, 29);
     compare_random_variants("large-table UIE", &ck, 3000);
@@ -183,7 +189,7 @@ fn model_without_retrieval_fuses_nothing_and_runs_unchanged() {
         for optimize in [false, true] {
             let fused = engine(&bytes, optimize, true);
             let standard = engine(&bytes, optimize, false);
-            assert_eq!(fused.fused_retrievals(), 0);
+            assert_eq!(fused.rewrite_count(RewriteName::Retrieval), 0);
             let a = run_engine(&fused, &inputs, "fused").expect("run");
             let b = run_engine(&standard, &inputs, "standard").expect("run");
             assert_eq!(a, b, "{} optimize={optimize}", ck.config.model.name);
@@ -196,10 +202,10 @@ fn default_options_fuse_and_the_option_turns_it_off() {
     let ck = common::uie_checkpoint(5);
     let bytes = uie_compile::compile(&ck).expect("compile");
     let default = Engine::load_bytes(&bytes, EngineOptions::default()).expect("load");
-    assert!(EngineOptions::default().fuse_retrieval);
-    assert_eq!(default.fused_retrievals(), 2);
+    assert!(EngineOptions::default().rewrite_enabled(RewriteName::Retrieval));
+    assert_eq!(default.rewrite_count(RewriteName::Retrieval), 2);
     let off = engine(&bytes, true, false);
-    assert_eq!(off.fused_retrievals(), 0);
+    assert_eq!(off.rewrite_count(RewriteName::Retrieval), 0);
 }
 
 #[test]

@@ -1,14 +1,14 @@
-//! Issue 8: `uie-runtime` rewrites the behaviour-sequence target attention (with UCSE's masked
+//! `uie-runtime` rewrites the behaviour-sequence target attention (with UCSE's masked
 //! history sum) and UCSE's attention over the kept centres into its fused attention op
-//! (`uie_runtime::fused::attention`). The rewritten model must equal the unrewritten one by the
+//! (`uie_runtime::rewrites::attention`). The rewritten model must equal the unrewritten one by the
 //! rule of `uie-model.md` §7 on every output (`probs` and, compiled with debug outputs, every
 //! debug value), at batch sizes 1, 7 and 256, plain and optimised, with the retrieval rewrite on
 //! and off; rows where a UCSE retrieval has a near tie (two of the K + 1 best scores closer than
 //! 1e-5 with the larger positive: the masked history sum is added in another order, so the
 //! retrieved centres may swap) are counted and exempt. Histories cover `hist_len` 0, = L and
 //! (fed straight to the engine) negative and beyond L, L = 1, and negative, huge and extreme ids.
-//! Models without a sequence fuse no attention and run unchanged; `fuse_attention: false` turns
-//! the rewrite off. The fused PLE gate mix (`uie_runtime::fused::gate`, `fuse_gates`) is checked
+//! Models without a sequence fuse no attention and run unchanged; disabling the `attention`
+//! rewrite turns it off. The fused PLE gate mix (`uie_runtime::rewrites::gate`) is checked
 //! the same way, on UIE and plain PLE models: every gate of every level is fused.
 
 #[path = "../../crates/uie-compile/tests/common/mod.rs"]
@@ -21,6 +21,7 @@ use uie_e2e::rewrite_parity::{
 use uie_e2e::train_movielens_uie;
 use uie_model::{Checkpoint, Plan, RawBatch, Tensor};
 use uie_runtime::engine::{Engine, EngineOptions};
+use uie_runtime::RewriteName;
 
 const BATCHES: [usize; 3] = [1, 7, 256];
 
@@ -32,29 +33,24 @@ enum Rewrite {
 }
 
 impl Rewrite {
-    fn options(self, optimize: bool, fuse_retrieval: bool, on: bool) -> EngineOptions {
-        let base = EngineOptions {
-            optimize,
-            fuse_retrieval,
-            ..EngineOptions::default()
-        };
+    fn name(self) -> RewriteName {
         match self {
-            Rewrite::Attention => EngineOptions {
-                fuse_attention: on,
-                ..base
-            },
-            Rewrite::Gates => EngineOptions {
-                fuse_gates: on,
-                ..base
-            },
+            Rewrite::Attention => RewriteName::Attention,
+            Rewrite::Gates => RewriteName::Gate,
         }
     }
 
-    fn count(self, e: &Engine) -> usize {
-        match self {
-            Rewrite::Attention => e.fused_attentions(),
-            Rewrite::Gates => e.fused_gates(),
+    fn options(self, optimize: bool, fuse_retrieval: bool, on: bool) -> EngineOptions {
+        EngineOptions {
+            optimize,
+            ..EngineOptions::default()
         }
+        .with_rewrite(RewriteName::Retrieval, fuse_retrieval)
+        .with_rewrite(self.name(), on)
+    }
+
+    fn count(self, e: &Engine) -> usize {
+        e.rewrite_count(self.name())
     }
 }
 
@@ -133,8 +129,8 @@ fn compare_one(
                 assert_eq!(rewrite.count(&standard), 0, "{case}");
                 assert_eq!(rewrite.count(&fused), expect_fused, "{case}");
                 assert_eq!(
-                    fused.fused_retrievals(),
-                    standard.fused_retrievals(),
+                    fused.rewrite_count(RewriteName::Retrieval),
+                    standard.rewrite_count(RewriteName::Retrieval),
                     "{case}"
                 );
                 assert_eq!(standard.output_names(), fused.output_names(), "{case}");
@@ -202,7 +198,7 @@ fn model_without_sequence_fuses_nothing_and_runs_unchanged() {
     for optimize in [false, true] {
         let fused = engine(&bytes, optimize, true, true);
         let standard = engine(&bytes, optimize, true, false);
-        assert_eq!(fused.fused_attentions(), 0);
+        assert_eq!(fused.rewrite_count(RewriteName::Attention), 0);
         let a = run_engine(&fused, &inputs, "fused").expect("run");
         let b = run_engine(&standard, &inputs, "standard").expect("run");
         assert_eq!(a, b, "optimize={optimize}");
@@ -213,10 +209,13 @@ fn model_without_sequence_fuses_nothing_and_runs_unchanged() {
 fn default_options_fuse_attention_and_the_option_turns_it_off() {
     let ck = common::uie_checkpoint(5);
     let bytes = uie_compile::compile(&ck).expect("compile");
-    assert!(EngineOptions::default().fuse_attention);
+    assert!(EngineOptions::default().rewrite_enabled(RewriteName::Attention));
     let default = Engine::load_bytes(&bytes, EngineOptions::default()).expect("load");
-    assert_eq!(default.fused_attentions(), 2);
-    assert_eq!(engine(&bytes, true, true, false).fused_attentions(), 0);
+    assert_eq!(default.rewrite_count(RewriteName::Attention), 2);
+    assert_eq!(
+        engine(&bytes, true, true, false).rewrite_count(RewriteName::Attention),
+        0
+    );
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Issue 8: `uie-runtime` clears the upper halves of the vector registers after every node of the
+//! `uie-runtime` clears the upper halves of the vector registers after every node of the
 //! plan (`EngineOptions::clear_upper_state`, module `uie_runtime::upper`), because tract's AVX
 //! kernels leave them dirty and every later legacy-SSE instruction then pays for it. The clearing
 //! changes no arithmetic, so the engines with and without it must agree bit for bit on every
@@ -18,13 +18,10 @@ use uie_runtime::engine::{Engine, EngineOptions};
 fn engine(bytes: &[u8], optimize: bool, rewrites: bool, clear_upper_state: bool) -> Engine {
     let opts = EngineOptions {
         optimize,
-        fuse_retrieval: rewrites,
-        fuse_lookups: rewrites,
-        fuse_attention: rewrites,
-        fuse_gates: rewrites,
-        merge_linear: rewrites,
         clear_upper_state,
-    };
+        ..EngineOptions::default()
+    }
+    .with_rewrites(rewrites);
     Engine::load_bytes(bytes, opts).expect("tract loads the model")
 }
 

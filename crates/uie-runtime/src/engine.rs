@@ -9,12 +9,11 @@
 //! one engine at once. A panic inside tract is caught and returned as [`RuntimeError::Run`].
 //!
 //! `optimize = false` runs the typed model as loaded ("plain"); `optimize = true` runs tract's
-//! optimised model. Parity tests run both. With `fuse_retrieval` (the default) each centre
-//! retrieval sub-graph is replaced by the runtime's fused op right after typing, before tract's
-//! optimiser (module [`crate::fused`]); with `fuse_attention` (the default) so is each target
-//! attention over gathered table rows, with `fuse_gates` (the default) each PLE gate mix, and with
-//! `fuse_lookups` (the default) each hashed-embedding lookup. With `clear_upper_state` (the
-//! default) every node of the plan is followed by a `vzeroupper` (module [`crate::upper`]).
+//! optimised model ([`crate::declutter`]). Parity tests run both. Right after typing, before
+//! tract's optimiser, the runtime's rewrites (module [`crate::rewrites`]) replace the sub-graphs
+//! they recognise by fused ops, each unless its name is in `disabled`; the engine reports what
+//! each did ([`Engine::rewrite_counts`]). With `clear_upper_state` (the default) every node of the
+//! plan is followed by a `vzeroupper` (module [`crate::upper`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -26,6 +25,7 @@ use tract_onnx::tract_core::internal::{EvalContext, OpState};
 use uie_model::{InputError, Tensor as UieTensor, TensorData};
 
 use crate::error::RuntimeError;
+use crate::rewrites::{RewriteCounts, RewriteName, RewriteSet};
 
 fn bad_input(name: &str, message: String) -> RuntimeError {
     RuntimeError::Input(InputError::BadInput {
@@ -95,24 +95,9 @@ const POOLED_STATES: usize = 64;
 pub struct EngineOptions {
     /// Run tract's optimiser (true) or the typed model as loaded (false).
     pub optimize: bool,
-    /// Replace each recognised centre-retrieval sub-graph by the fused op of [`crate::fused`]
-    /// (true, the default) or run the standard ops (false).
-    pub fuse_retrieval: bool,
-    /// Replace each recognised hashed-embedding lookup `Gather(E, Mod(ids, H))` by the fused
-    /// lookup op of [`crate::fused`] (true, the default) or run the standard ops (false).
-    pub fuse_lookups: bool,
-    /// Replace each recognised target attention over gathered table rows (the behaviour-sequence
-    /// attention and UCSE's history sum and centre attention) by the fused op of
-    /// [`crate::fused::attention`] (true, the default) or run the standard ops (false).
-    pub fuse_attention: bool,
-    /// Replace each recognised PLE gate mix (softmax of the gate's logits, stack of the experts,
-    /// weighted sum) by the fused op of [`crate::fused::gate`] (true, the default) or run the
-    /// standard ops (false).
-    pub fuse_gates: bool,
-    /// Merge the linear layers that read the same input (same-input MatMuls with constant
-    /// weights, with their bias Adds) into one MatMul followed by a column slice per layer
-    /// ([`crate::fused::merge`]) (true, the default) or leave them apart (false).
-    pub merge_linear: bool,
+    /// The rewrites of [`crate::rewrites`] not to run (none by default): their sub-graphs keep
+    /// running as standard ops.
+    pub disabled: RewriteSet,
     /// Clear the upper halves of the vector registers (`vzeroupper`) after every node of the
     /// plan (true, the default) or not (false): tract's AVX kernels leave them dirty, which slows
     /// every later legacy-SSE instruction down (module [`crate::upper`]). The results are the
@@ -124,13 +109,36 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             optimize: true,
-            fuse_retrieval: true,
-            fuse_lookups: true,
-            fuse_attention: true,
-            fuse_gates: true,
-            merge_linear: true,
+            disabled: RewriteSet::NONE,
             clear_upper_state: true,
         }
+    }
+}
+
+impl EngineOptions {
+    /// These options with the rewrite `name` on (`on`) or off.
+    pub fn with_rewrite(self, name: RewriteName, on: bool) -> EngineOptions {
+        let disabled = if on {
+            self.disabled.without(name)
+        } else {
+            self.disabled.with(name)
+        };
+        EngineOptions { disabled, ..self }
+    }
+
+    /// These options with every rewrite on (`on`) or off.
+    pub fn with_rewrites(self, on: bool) -> EngineOptions {
+        let disabled = if on {
+            RewriteSet::NONE
+        } else {
+            RewriteSet::ALL
+        };
+        EngineOptions { disabled, ..self }
+    }
+
+    /// Whether the rewrite `name` runs.
+    pub fn rewrite_enabled(&self, name: RewriteName) -> bool {
+        !self.disabled.contains(name)
     }
 }
 
@@ -150,11 +158,7 @@ pub struct Engine {
     inputs: Arc<Vec<InputSpec>>,
     outputs: Arc<Vec<String>>,
     properties: Arc<Vec<(String, String)>>,
-    fused: usize,
-    lookups: usize,
-    fused_attentions: usize,
-    fused_gates: usize,
-    merged_linear: usize,
+    rewrites: Arc<RewriteCounts>,
     clear_upper_state: bool,
 }
 
@@ -227,32 +231,12 @@ impl Engine {
             })
             .collect();
         properties.sort();
-        let mut fused = 0;
-        let mut lookups = 0;
-        let mut fused_attentions = 0;
-        let mut fused_gates = 0;
-        let mut merged_linear = 0;
+        let mut rewrites = RewriteCounts::default();
         let plan = guarded(what, || {
             let mut typed = model.into_typed()?;
-            // Attention first: it reads the retrieval's keep mask and indices, which the
-            // retrieval rewrite then provides from its own op.
-            if opts.fuse_attention {
-                fused_attentions = fuse_or_keep(&mut typed, crate::fused::fuse_attentions);
-            }
-            if opts.fuse_gates {
-                fused_gates = fuse_or_keep(&mut typed, crate::fused::fuse_gate_mixes);
-            }
-            if opts.fuse_retrieval {
-                fused = fuse_or_keep(&mut typed, crate::fused::fuse_retrievals);
-            }
-            if opts.fuse_lookups {
-                lookups = fuse_or_keep(&mut typed, crate::fused::fuse_lookups);
-            }
-            if opts.merge_linear {
-                merged_linear = fuse_or_keep(&mut typed, crate::fused::merge_linear);
-            }
+            rewrites = crate::rewrites::apply(&mut typed, opts.disabled);
             let typed = if opts.optimize {
-                optimize(typed, merged_linear > 0)?
+                crate::declutter::optimize(typed, rewrites.get(RewriteName::Merge) > 0)?
             } else {
                 typed
             };
@@ -282,43 +266,20 @@ impl Engine {
             inputs: Arc::new(inputs),
             outputs: Arc::new(outputs),
             properties: Arc::new(properties),
-            fused,
-            lookups,
-            fused_attentions,
-            fused_gates,
-            merged_linear,
+            rewrites: Arc::new(rewrites),
             clear_upper_state: opts.clear_upper_state,
         })
     }
 
-    /// How many target-attention sub-graphs were replaced by the fused attention op at load (0
-    /// when `fuse_attention` is off or the model has none).
-    pub fn fused_attentions(&self) -> usize {
-        self.fused_attentions
+    /// What each rewrite of [`crate::rewrites`] replaced at load, by name (0 for a disabled
+    /// rewrite or one whose pattern the model does not have).
+    pub fn rewrite_counts(&self) -> &RewriteCounts {
+        &self.rewrites
     }
 
-    /// How many PLE gate mixes were replaced by the fused gate-mix op at load (0 when
-    /// `fuse_gates` is off).
-    pub fn fused_gates(&self) -> usize {
-        self.fused_gates
-    }
-
-    /// How many MatMuls were merged away into same-input merged MatMuls at load (0 when
-    /// `merge_linear` is off or no two linear layers share an input).
-    pub fn merged_linear(&self) -> usize {
-        self.merged_linear
-    }
-
-    /// How many centre-retrieval sub-graphs were replaced by the fused op at load (0 when
-    /// `fuse_retrieval` is off or the model has no retrieval).
-    pub fn fused_retrievals(&self) -> usize {
-        self.fused
-    }
-
-    /// How many embedding `Gather`s (of a hashed-id `Mod`) were replaced by fused lookups at load
-    /// (0 when `fuse_lookups` is off).
-    pub fn fused_lookups(&self) -> usize {
-        self.lookups
+    /// What one rewrite replaced at load ([`Engine::rewrite_counts`]).
+    pub fn rewrite_count(&self, name: RewriteName) -> usize {
+        self.rewrites.get(name)
     }
 
     /// Graph input names, in graph order.
@@ -506,45 +467,6 @@ impl Engine {
                 nanos: times[n.id],
             })
             .collect())
-    }
-}
-
-/// tract's `into_optimized` (declutter, then codegen), except that the declutter pass
-/// `ConcatThenEinsum` is left out: it splits every MatMul that reads a Concat into one MatMul
-/// per concatenated part plus a chain of Adds. The backbone input `x` is a Concat of a dozen
-/// parts read by every first expert and gate layer, so the split turned ~12 MatMuls into ~120
-/// MatMuls and ~90 Adds (the largest cost in the profile, see BENCHMARKS.md). The math is the
-/// same either way (one MatMul over the concatenated row).
-///
-/// With `keep_slices` (some linear layers were merged, [`crate::fused::merge`]) `PushSliceUp` is
-/// left out too: it would push each member's column slice up into the merged MatMul's weights and
-/// so split it back into one MatMul per layer.
-fn optimize(mut typed: TypedModel, keep_slices: bool) -> TractResult<TypedModel> {
-    use tract_onnx::tract_core::optim::Optimizer;
-    let mut declutter = Optimizer::declutter();
-    declutter.passes.retain(|p| {
-        let name = format!("{p:?}");
-        let split_back = keep_slices && name.starts_with("PushSliceUp");
-        !name.starts_with("ConcatThenEinsum") && !split_back
-    });
-    declutter.optimize(&mut typed)?;
-    typed.optimize()?;
-    Ok(typed)
-}
-
-/// Applies one rewrite of [`crate::fused`]; on any failure (error or panic) the model is left as
-/// it was.
-fn fuse_or_keep(
-    typed: &mut TypedModel,
-    rewrite: fn(&mut TypedModel) -> TractResult<usize>,
-) -> usize {
-    let mut candidate = typed.clone();
-    match catch_unwind(AssertUnwindSafe(|| rewrite(&mut candidate))) {
-        Ok(Ok(n)) => {
-            *typed = candidate;
-            n
-        }
-        _ => 0,
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`engine::Engine`]: the low-level engine (named [`Tensor`]s in, named tensors out), used by
 //!   the typed API, by `uie-compile verify` and by the parity tests; it runs a model plain or
 //!   optimised.
+//! - [`rewrites`]: the load-time rewrites of tract's typed model into the runtime's fused ops, one
+//!   folder per rewrite, one driver; [`EngineOptions`] turns them off by [`RewriteName`].
 //!
 //! The model contract (graph input and output names, the `uie.*` metadata, [`RawBatch`], the one
 //! tensor type [`Tensor`]) lives in `uie-model` and is re-exported here.
@@ -16,11 +18,12 @@
 //! Architecture invariant: this is the only crate that imports tract, and it never links the
 //! compiler or the trainer.
 
+pub mod declutter;
 pub mod engine;
 pub mod error;
-pub mod fused;
 pub mod handle;
 pub mod model;
+pub mod rewrites;
 pub mod upper;
 
 pub use engine::{Engine, EngineOptions};
@@ -32,6 +35,7 @@ pub use uie_model::graph::{
     CategoricalInput, GraphSchema, ModelMetadata, SequenceInput, TensorSpec,
 };
 pub use uie_model::{Dtype, History, InputError, RawBatch, Tensor, TensorData};
+pub use rewrites::{RewriteCounts, RewriteName, RewriteSet};
 
 /// The id rule for string-valued categorical features (FNV-1a 64 as int64): the trainer's rule,
 /// re-exported so that a service sends the ids the model was trained on.

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
 use tract_onnx::tract_core::internal::*;
 
-use super::values;
+use crate::rewrites::values;
 
 /// Below this, `exp` is exactly 0 in f32 (the smallest subnormal is `e^−103.3`).
 const EXP_UNDERFLOW: f32 = -110.0;

@@ -22,8 +22,7 @@
 //! it like any other): tract's matrix kernels are chosen at run time for the CPU (AVX2/FMA,
 //! AVX-512), which safe Rust built for the baseline x86-64 target cannot use, and measured
 //! interleaved on the whole MovieLens model this was faster at batch 16 and 256 and equal at
-//! batch 1 than scoring in the op with the blocked kernel of [`super::kernel::retrieve`]
-//! (BENCHMARKS.md, issue 8). For a larger table the `[B, N]` scores tensor itself is the cost
+//! batch 1 than scoring in the op with a blocked safe-Rust kernel (BENCHMARKS.md). For a larger table the `[B, N]` scores tensor itself is the cost
 //! (67 MB at B = 256, N = 65,536: written, faulted in page by page, read back), so the op takes
 //! the MatMul's query instead and scores it with the same MatMul split into one-node tract plans
 //! over column chunks of `Mᵀ` ([`CHUNK_TABLE_BYTES`] each), a block of rows at a time, folding
@@ -41,14 +40,15 @@ use std::sync::Arc;
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::{Gather, Topk};
-use tract_onnx::tract_core::ops::binary::TypedBinOp;
-use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
-use tract_onnx::tract_core::ops::einsum::EinSum;
-use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
 
 use super::kernel::CentreTable;
 use super::op::{BlockScorers, ChunkScorer, RetrievalInput, RetrievalOutput, UieRetrieval};
+use crate::rewrites::graph::{
+    bin_name, consumers, find_bin, is_cast_to, is_f32_einsum, is_softmax_1, is_used, out0,
+    scalar_f32, summed_over_1,
+};
+use crate::rewrites::{patched, Patch};
 
 /// Smallest accepted mask fill: `exp(−200)` is 0 in f32.
 const MIN_FILL: f32 = 200.0;
@@ -121,15 +121,6 @@ struct Match {
     shunts: Vec<(OutletId, RetrievalOutput)>,
 }
 
-/// The single f32 value of a one-element constant outlet.
-pub(super) fn scalar_f32(model: &TypedModel, outlet: OutletId) -> Option<f32> {
-    let t = model.outlet_fact(outlet).ok()?.konst.clone()?;
-    if t.len() != 1 || t.datum_type() != f32::datum_type() {
-        return None;
-    }
-    t.cast_to_scalar::<f32>().ok()
-}
-
 /// The f32 data of a constant outlet of the given rank, with its shape.
 fn const_f32(model: &TypedModel, outlet: OutletId, rank: usize) -> Option<(Vec<usize>, Vec<f32>)> {
     let t = model.outlet_fact(outlet).ok()?.konst.clone()?;
@@ -138,45 +129,6 @@ fn const_f32(model: &TypedModel, outlet: OutletId, rank: usize) -> Option<(Vec<u
     }
     let v = t.to_plain_array_view::<f32>().ok()?;
     Some((t.shape().to_vec(), v.iter().copied().collect()))
-}
-
-/// Nodes consuming `outlet`.
-pub(super) fn consumers(model: &TypedModel, outlet: OutletId) -> Vec<&TypedNode> {
-    model
-        .outlet_successors(outlet)
-        .iter()
-        .map(|inlet| model.node(inlet.node))
-        .collect()
-}
-
-/// The name of a binary op node (`Mul`, `Add`, `Sub`, `GT`, …).
-pub(super) fn bin_name(node: &TypedNode) -> Option<&'static str> {
-    node.op_as::<TypedBinOp>().map(|b| b.0.name())
-}
-
-/// For a two-input node with `x` as one input, the other input.
-pub(super) fn other_input(node: &TypedNode, x: OutletId) -> Option<OutletId> {
-    match node.inputs.as_slice() {
-        [a, b] if *a == x => Some(*b),
-        [a, b] if *b == x => Some(*a),
-        _ => None,
-    }
-}
-
-/// A binary node named `op` consuming `x` whose other input satisfies `pred`.
-pub(super) fn find_bin<'m>(
-    model: &'m TypedModel,
-    x: OutletId,
-    op: &str,
-    pred: impl Fn(OutletId) -> bool,
-) -> Option<&'m TypedNode> {
-    consumers(model, x)
-        .into_iter()
-        .find(|n| bin_name(n) == Some(op) && other_input(n, x).is_some_and(&pred))
-}
-
-pub(super) fn out0(node: &TypedNode) -> OutletId {
-    OutletId::new(node.id, 0)
 }
 
 /// Step 1: the TopK and its MatMul.
@@ -198,12 +150,7 @@ fn match_core(model: &TypedModel, topk_node: &TypedNode) -> Option<Match> {
     }
     let k = usize::try_from(k_t.cast_to_scalar::<i64>().ok()?).ok()?;
     let mm = model.node(scores.node);
-    let einsum = mm.op_as::<EinSum>()?;
-    if einsum.q_params.is_some()
-        || einsum.operating_dt != f32::datum_type()
-        || einsum.axes.to_string() != "mk,kn->mn"
-        || topk_node.outputs.len() != 2
-    {
+    if !is_f32_einsum(mm, "mk,kn->mn") || topk_node.outputs.len() != 2 {
         return None;
     }
     let [query, table_t] = mm.inputs.as_slice() else {
@@ -248,10 +195,7 @@ fn match_keep(model: &TypedModel, values: OutletId) -> Vec<OutletId> {
             continue;
         }
         for cast in consumers(model, out0(gt)) {
-            if cast
-                .op_as::<Cast>()
-                .is_some_and(|c| c.to == f32::datum_type())
-            {
+            if is_cast_to(cast, f32::datum_type()) {
                 keep.push(out0(cast));
             }
         }
@@ -281,13 +225,10 @@ fn match_weights(model: &TypedModel, values: OutletId, keeps: &[OutletId]) -> Op
         let Some(logits) = find_bin(model, out0(masked), "Add", |o| o == out0(fill)) else {
             continue;
         };
-        let Some(sm) = consumers(model, out0(logits)).into_iter().find(|n| {
-            n.op_as::<Softmax>().is_some_and(|s| {
-                s.axes.as_slice() == [1]
-                    && s.kind == SoftmaxKind::Softmax
-                    && s.quant_output_dt.is_none()
-            })
-        }) else {
+        let Some(sm) = consumers(model, out0(logits))
+            .into_iter()
+            .find(|n| is_softmax_1(n))
+        else {
             continue;
         };
         if let Some(w) = find_bin(model, out0(sm), "Mul", is_keep) {
@@ -301,7 +242,7 @@ fn match_weights(model: &TypedModel, values: OutletId, keeps: &[OutletId]) -> Op
 fn match_gathers(model: &TypedModel, indices: OutletId, table: &CentreTable) -> Vec<OutletId> {
     let mut direct = vec![indices];
     for n in consumers(model, indices) {
-        if n.op_as::<Cast>().is_some_and(|c| c.to == i64::datum_type()) {
+        if is_cast_to(n, i64::datum_type()) {
             direct.push(out0(n));
         }
     }
@@ -334,18 +275,8 @@ fn match_sum(model: &TypedModel, weights: OutletId, gathered: &[OutletId]) -> Op
         let Some(terms) = find_bin(model, out0(unsq), "Mul", |o| gathered.contains(&o)) else {
             continue;
         };
-        for red in consumers(model, out0(terms)) {
-            let Some(r) = red.op_as::<Reduce>() else {
-                continue;
-            };
-            if r.axes.as_slice() != [1] || r.reducer != Reducer::Sum {
-                continue;
-            }
-            for rm in consumers(model, out0(red)) {
-                if rm.op_as::<AxisOp>() == Some(&AxisOp::Rm(1)) {
-                    return Some(out0(rm));
-                }
-            }
+        if let Some(sum) = summed_over_1(model, out0(terms)) {
+            return Some(sum);
         }
     }
     None
@@ -373,19 +304,15 @@ fn match_retrieval(model: &TypedModel, topk: &TypedNode) -> Option<Match> {
     Some(m)
 }
 
-/// Whether an outlet is used at all (a consumer or a model output).
-pub(super) fn is_used(model: &TypedModel, outlet: OutletId) -> bool {
-    !model.outlet_successors(outlet).is_empty() || model.outputs.contains(&outlet)
-}
-
-/// Applies one match to a copy of `model`, rewiring only the outlets whose kind is in `keep`
-/// (all when `None`). Returns the rewritten, compacted copy and the kinds its fused node outputs,
-/// or `None` when tract refuses the rewiring.
-fn apply(
+/// The patch of one match, rewiring only the outlets whose kind is in `keep` (all when `None`),
+/// and the kinds its fused node outputs; `None` when there is nothing to rewire or tract refuses
+/// to wire the op.
+fn build(
     model: &TypedModel,
     m: &Match,
+    input: &RetrievalInput,
     keep: Option<&BTreeSet<RetrievalOutput>>,
-) -> Option<(TypedModel, BTreeSet<RetrievalOutput>)> {
+) -> Option<(TypedModelPatch, Vec<RetrievalOutput>)> {
     let shunts: Vec<(OutletId, RetrievalOutput)> = m
         .shunts
         .iter()
@@ -406,18 +333,14 @@ fn apply(
         centres: Arc::new(m.table.clone()),
         with_weights: m.with_weights,
         outputs: outputs.clone(),
-        input: if m.table.centres() >= BLOCKED_MIN_CENTRES {
-            RetrievalInput::QueryBlocks(block_scorers(model, m.scores).ok()?)
-        } else {
-            RetrievalInput::Scores
-        },
+        input: input.clone(),
     };
     let mut patch = TypedModelPatch::new(format!("fuse retrieval {}", m.name));
     // The fused op reads the scores of the graph's own MatMul, or for a large table the MatMul's
     // query (see the module doc).
     let q = match op.input {
         RetrievalInput::Scores => patch.tap_model(model, m.scores).ok()?,
-        RetrievalInput::QueryBlocks(_) | RetrievalInput::Query => {
+        RetrievalInput::QueryBlocks(_) => {
             let query = *model.node(m.scores.node).inputs.first()?;
             patch.tap_model(model, query).ok()?
         }
@@ -428,56 +351,53 @@ fn apply(
         let by = *wired.get(slot)?;
         patch.shunt_outside(model, *outlet, by).ok()?;
     }
-    let mut out = model.clone();
-    patch.apply(&mut out).ok()?;
-    out.compact().ok()?;
-    // The kinds the rewritten model actually reads from the fused node.
+    Some((patch, outputs))
+}
+
+/// The kinds a model patched by [`build`] actually reads from the fused node (outlets consumed
+/// only inside the matched sub-graph die with it when the patched model is compacted).
+fn used_outputs(
+    model: &TypedModel,
+    m: &Match,
+    patch: &TypedModelPatch,
+    outputs: &[RetrievalOutput],
+) -> Option<BTreeSet<RetrievalOutput>> {
+    let out = patched(model, patch.clone())?;
     let node = out.nodes().iter().rev().find(|n| {
         n.op_as::<UieRetrieval>()
             .is_some_and(|op| op.outputs == outputs && n.name.starts_with(&m.name))
     })?;
-    let used = outputs
-        .iter()
-        .enumerate()
-        .filter(|(slot, _)| is_used(&out, OutletId::new(node.id, *slot)))
-        .map(|(_, kind)| *kind)
-        .collect();
-    Some((out, used))
+    Some(
+        outputs
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| is_used(&out, OutletId::new(node.id, *slot)))
+            .map(|(_, kind)| *kind)
+            .collect(),
+    )
 }
 
-/// Rewrites every recognised retrieval sub-graph of `model` into one [`UieRetrieval`] node;
-/// returns how many it rewrote. A sub-graph that is not recognised is left unchanged.
-pub fn fuse_retrievals(model: &mut TypedModel) -> TractResult<usize> {
-    let topks: Vec<String> = model
-        .nodes()
-        .iter()
-        .filter(|n| n.op_is::<Topk>())
-        .map(|n| n.name.clone())
-        .collect();
-    let mut fused = 0;
-    for name in topks {
-        // Node ids change as the model is compacted: find the TopK again by its name.
-        let Some(topk) = model
-            .nodes()
-            .iter()
-            .find(|n| n.name == name && n.op_is::<Topk>())
-        else {
-            continue;
-        };
-        let Some(m) = match_retrieval(model, topk) else {
-            continue;
-        };
-        // First pass: rewire everything matched, see which fused outputs stay in use (outlets
-        // consumed only inside the matched sub-graph die with it); second pass: rewire those.
-        let Some((first, used)) = apply(model, &m, None) else {
-            continue;
-        };
-        let rewritten = match apply(model, &m, Some(&used)) {
-            Some((second, again)) if again == used => second,
-            _ => first,
-        };
-        *model = rewritten;
-        fused += 1;
-    }
-    Ok(fused)
+/// The patch replacing the retrieval sub-graph of the `TopK` node `topk` by one [`UieRetrieval`]
+/// node (counting one); `None` when the core does not match or tract refuses the rewiring.
+///
+/// Two rounds: the first rewires everything matched and finds which fused outputs stay in use;
+/// the second rewires only those, so the op computes no output that nothing reads (kept when it
+/// reads the same outputs again, else the first round is).
+pub(super) fn patch(model: &TypedModel, topk: &TypedNode) -> Option<Patch> {
+    let m = match_retrieval(model, topk)?;
+    let input = if m.table.centres() >= BLOCKED_MIN_CENTRES {
+        RetrievalInput::QueryBlocks(block_scorers(model, m.scores).ok()?)
+    } else {
+        RetrievalInput::Scores
+    };
+    let (first, outputs) = build(model, &m, &input, None)?;
+    let used = used_outputs(model, &m, &first, &outputs)?;
+    let second = build(model, &m, &input, Some(&used)).and_then(|(second, outputs)| {
+        let again = used_outputs(model, &m, &second, &outputs)?;
+        (again == used).then_some(second)
+    });
+    Some(Patch {
+        patch: second.unwrap_or(first),
+        count: 1,
+    })
 }

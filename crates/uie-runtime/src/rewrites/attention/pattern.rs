@@ -1,7 +1,7 @@
 //! Finding the target-attention sub-graphs over gathered table rows in a typed tract model and
-//! replacing them by [`UieAttention`] (module [`super::attention`]).
+//! replacing them by [`UieAttention`] (module [`super::op`]).
 //!
-//! Like the retrieval rewrite ([`super::pattern`]) the match runs on the typed model as tract
+//! Like the retrieval rewrite ([`crate::rewrites::retrieval::pattern`]) the match runs on the typed model as tract
 //! translates it from ONNX (before declutter) and only by structure and constants, never by node
 //! names. Anchored on every last-axis `Softmax` of a rank-2 f32 tensor:
 //!
@@ -11,9 +11,8 @@
 //!    with `c` a one-element constant and `q` f32 `[N, d]`.
 //! 3. **Rows**: `H = Gather(axis 0)(T, idx)` of a constant, finite f32 table `T` `[R, d]`, `idx`
 //!    optionally through an i64 `Cast`, from either
-//!    - the expansion tract makes of ONNX `Mod(x, B)` (`Iff(Or(And(0 > r, true), And(0 < r,
-//!      false)), Add(r, B), r)` with `r = Rem(x, B)`), one-element i64 `B` with `0 < B ≤ R`:
-//!      the op reads `x` and reduces it itself; or
+//!    - the expansion tract makes of ONNX `Mod(x, B)` ([`crate::rewrites::graph::hashed_mod`]),
+//!      `0 < B ≤ R`: the op reads `x` and reduces it itself; or
 //!    - any i64 `[N, L]` value (its range is checked at run time, as the Gather does).
 //! 4. **Mask**: either the length mask `m = Cast<f32>(LT(CumSum_excl,axis 1(Add(Mul(Cast<f32>(idx
 //!    source), 0), 1)), len))` with `len` f32 `[N, 1]` (the op reads `len`), or any f32 `[N, L]`
@@ -31,14 +30,17 @@ use std::sync::Arc;
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::{CumSum, Gather};
-use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
-use tract_onnx::tract_core::ops::einsum::EinSum;
-use tract_onnx::tract_core::ops::logic::Iff;
-use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
 
-use super::attention::{AttentionOutput, Index, Mask, Spec, UieAttention};
-use super::pattern::{bin_name, consumers, find_bin, is_used, other_input, out0, scalar_f32};
+use super::op::{AttentionOutput, Index, Mask, Spec, UieAttention};
+use crate::rewrites::graph::{
+    bin_name, consumers, find_bin, hashed_mod, is_cast_to, is_f32_einsum, is_softmax_1,
+    is_sum_over, is_used, other_input, out0, scalar_f32, summed_over_1,
+};
+use crate::rewrites::Patch;
+
+/// ONNX's batched `MatMul` as tract types it.
+const BATCHED: &str = "amk,akn->amn";
 
 /// One matched attention: the op's inputs and parameters, and the outlets it replaces.
 struct Match {
@@ -51,41 +53,6 @@ struct Match {
     shunts: Vec<(OutletId, AttentionOutput)>,
 }
 
-/// The single i64 value of a one-element constant outlet.
-fn scalar_i64(model: &TypedModel, outlet: OutletId) -> Option<i64> {
-    let t = model.outlet_fact(outlet).ok()?.konst.clone()?;
-    if t.len() != 1 || t.datum_type() != i64::datum_type() {
-        return None;
-    }
-    t.cast_to_scalar::<i64>().ok()
-}
-
-/// The single bool value of a one-element constant outlet.
-fn scalar_bool(model: &TypedModel, outlet: OutletId) -> Option<bool> {
-    let t = model.outlet_fact(outlet).ok()?.konst.clone()?;
-    if t.len() != 1 || t.datum_type() != bool::datum_type() {
-        return None;
-    }
-    t.cast_to_scalar::<bool>().ok()
-}
-
-fn is_einsum_batched(node: &TypedNode) -> bool {
-    node.op_as::<EinSum>().is_some_and(|e| {
-        e.q_params.is_none()
-            && e.operating_dt == f32::datum_type()
-            && e.axes.to_string() == "amk,akn->amn"
-    })
-}
-
-fn is_sum_over(node: &TypedNode, axis: usize) -> bool {
-    node.op_as::<Reduce>()
-        .is_some_and(|r| r.axes.as_slice() == [axis] && r.reducer == Reducer::Sum)
-}
-
-fn is_cast_to(node: &TypedNode, dt: DatumType) -> bool {
-    node.op_as::<Cast>().is_some_and(|c| c.to == dt)
-}
-
 /// `RmAxis(1)(Reduce<Sum>[1](EinSum(AddAxis(1)(w), rows)))`: the pooled outlet.
 fn match_pooling(model: &TypedModel, w: OutletId, rows: OutletId) -> Option<OutletId> {
     for w3 in consumers(model, w) {
@@ -93,18 +60,11 @@ fn match_pooling(model: &TypedModel, w: OutletId, rows: OutletId) -> Option<Outl
             continue;
         }
         for mm in consumers(model, out0(w3)) {
-            if !is_einsum_batched(mm) || mm.inputs.as_slice() != [out0(w3), rows] {
+            if !is_f32_einsum(mm, BATCHED) || mm.inputs.as_slice() != [out0(w3), rows] {
                 continue;
             }
-            for red in consumers(model, out0(mm)) {
-                if !is_sum_over(red, 1) {
-                    continue;
-                }
-                for rm in consumers(model, out0(red)) {
-                    if rm.op_as::<AxisOp>() == Some(&AxisOp::Rm(1)) {
-                        return Some(out0(rm));
-                    }
-                }
+            if let Some(pooled) = summed_over_1(model, out0(mm)) {
+                return Some(pooled);
             }
         }
     }
@@ -116,17 +76,11 @@ fn match_softmax(
     model: &TypedModel,
     sm: &TypedNode,
 ) -> Option<(OutletId, OutletId, OutletId, f32)> {
-    let op = sm.op_as::<Softmax>()?;
     let [logits] = sm.inputs.as_slice() else {
         return None;
     };
     let fact = model.outlet_fact(*logits).ok()?;
-    if op.axes.as_slice() != [1]
-        || op.kind != SoftmaxKind::Softmax
-        || op.quant_output_dt.is_some()
-        || fact.rank() != 2
-        || fact.datum_type != f32::datum_type()
-    {
+    if !is_softmax_1(sm) || fact.rank() != 2 || fact.datum_type != f32::datum_type() {
         return None;
     }
     let add = model.node(logits.node);
@@ -197,7 +151,7 @@ fn match_scores(model: &TypedModel, s: OutletId) -> Option<(OutletId, OutletId, 
         return None;
     }
     let mm = model.node(red.inputs.first()?.node);
-    if !is_einsum_batched(mm) {
+    if !is_f32_einsum(mm, BATCHED) {
         return None;
     }
     let [h, q3] = mm.inputs.as_slice() else {
@@ -208,62 +162,6 @@ fn match_scores(model: &TypedModel, s: OutletId) -> Option<(OutletId, OutletId, 
         return None;
     }
     Some((*h, *unsq.inputs.first()?, scale))
-}
-
-/// The ONNX `Mod(x, B)` expansion ending at `iff`: `(x, B)`.
-fn match_mod(model: &TypedModel, iff: &TypedNode) -> Option<(OutletId, i64)> {
-    iff.op_as::<Iff>()?;
-    let [cond, adjusted, rem] = iff.inputs.as_slice() else {
-        return None;
-    };
-    let rem_node = model.node(rem.node);
-    if bin_name(rem_node) != Some("Rem") {
-        return None;
-    }
-    let [x, b] = rem_node.inputs.as_slice() else {
-        return None;
-    };
-    let modulus = scalar_i64(model, *b)?;
-    let add = model.node(adjusted.node);
-    if bin_name(add) != Some("Add")
-        || other_input(add, *rem).and_then(|o| scalar_i64(model, o)) != Some(modulus)
-    {
-        return None;
-    }
-    // cond = Or(And(0 > r, true), And(0 < r, false)) (B > 0): true exactly when r < 0.
-    let or = model.node(cond.node);
-    if bin_name(or) != Some("Or") || or.inputs.len() != 2 {
-        return None;
-    }
-    let mut seen_neg = false;
-    let mut seen_pos = false;
-    for &branch in &or.inputs {
-        let and = model.node(branch.node);
-        if bin_name(and) != Some("And") {
-            return None;
-        }
-        let [c0, c1] = and.inputs.as_slice() else {
-            return None;
-        };
-        let (cmp, flag) = match (scalar_bool(model, *c0), scalar_bool(model, *c1)) {
-            (None, Some(f)) => (*c0, f),
-            (Some(f), None) => (*c1, f),
-            _ => return None,
-        };
-        let cmp_node = model.node(cmp.node);
-        let [z, r] = cmp_node.inputs.as_slice() else {
-            return None;
-        };
-        if *r != *rem || scalar_i64(model, *z) != Some(0) {
-            return None;
-        }
-        match (bin_name(cmp_node), flag) {
-            (Some("GT"), true) => seen_neg = true,
-            (Some("LT"), false) => seen_pos = true,
-            _ => return None,
-        }
-    }
-    (seen_neg && seen_pos && modulus > 0).then_some((*x, modulus))
 }
 
 /// Step 3: from `H`, `(ids, index rule, the idx source outlet, table)`.
@@ -294,7 +192,7 @@ fn match_rows(model: &TypedModel, h: OutletId) -> Option<(OutletId, Index, Outle
     } else {
         *idx
     };
-    let (ids, index) = match match_mod(model, model.node(src.node)) {
+    let (ids, index) = match hashed_mod(model, model.node(src.node)) {
         Some((x, b)) if usize::try_from(b).is_ok_and(|b| b <= t.shape()[0]) => {
             (x, Index::Modulo(b))
         }
@@ -409,8 +307,10 @@ fn match_attention(model: &TypedModel, sm: &TypedNode) -> Option<Match> {
     })
 }
 
-/// Applies one match to a copy of `model`; `None` when tract refuses the rewiring.
-fn apply(model: &TypedModel, m: &Match) -> Option<TypedModel> {
+/// The patch replacing the attention anchored at the `Softmax` node `sm` by one [`UieAttention`]
+/// node (counting one); `None` when it does not match or tract refuses the rewiring.
+pub(super) fn patch(model: &TypedModel, sm: &TypedNode) -> Option<Patch> {
+    let m = match_attention(model, sm)?;
     let shunts: Vec<(OutletId, AttentionOutput)> = m
         .shunts
         .iter()
@@ -435,38 +335,5 @@ fn apply(model: &TypedModel, m: &Match) -> Option<TypedModel> {
             .shunt_outside(model, *outlet, *wired.get(slot)?)
             .ok()?;
     }
-    let mut out = model.clone();
-    patch.apply(&mut out).ok()?;
-    out.compact().ok()?;
-    Some(out)
-}
-
-/// Rewrites every recognised target-attention sub-graph of `model` into one [`UieAttention`]
-/// node; returns how many it rewrote. A sub-graph that is not recognised is left unchanged.
-pub fn fuse_attentions(model: &mut TypedModel) -> TractResult<usize> {
-    let softmaxes: Vec<String> = model
-        .nodes()
-        .iter()
-        .filter(|n| n.op_is::<Softmax>())
-        .map(|n| n.name.clone())
-        .collect();
-    let mut fused = 0;
-    for name in softmaxes {
-        // Node ids change as the model is compacted: find the softmax again by its name.
-        let Some(sm) = model
-            .nodes()
-            .iter()
-            .find(|n| n.name == name && n.op_is::<Softmax>())
-        else {
-            continue;
-        };
-        let Some(m) = match_attention(model, sm) else {
-            continue;
-        };
-        if let Some(rewritten) = apply(model, &m) {
-            *model = rewritten;
-            fused += 1;
-        }
-    }
-    Ok(fused)
+    Some(Patch { patch, count: 1 })
 }

@@ -2,9 +2,9 @@
 //!
 //! One input, per [`RetrievalInput`]: the scores `q · Mᵀ` `[B, N]` f32 computed by the graph's
 //! MatMul (what the rewrite builds for small tables), or the query `[B, d]` f32, scored in the op
-//! either a block of rows at a time by tract's own matrix kernels (what the rewrite builds for
-//! large tables: no `[B, N]` tensor) or by the blocked safe-Rust kernel; one output per
-//! [`RetrievalOutput`] it was built with, in that order. The op has no declutter or codegen rule
+//! a block of rows at a time by tract's own matrix kernels (what the rewrite builds for large
+//! tables: no `[B, N]` tensor); one output per [`RetrievalOutput`] it was built with, in that
+//! order. The op has no declutter or codegen rule
 //! of its own, so tract's optimiser leaves it as it is and optimises around it.
 
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use std::sync::Arc;
 use tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
 use tract_onnx::tract_core::internal::*;
 
-use super::kernel::{retrieve, retrieve_scored, CentreTable, ScoredRows, Wants};
-use super::values;
+use super::kernel::{retrieve_scored, CentreTable, Retrieved, ScoredRows, Wants};
+use crate::rewrites::values;
 
 /// Bytes of scores one block of [`RetrievalInput::QueryBlocks`] holds at most (rows `= max(1,
 /// this / 4C)` for a chunk of `C` centres): small enough to stay in the L2 cache and in the
@@ -69,8 +69,6 @@ pub enum RetrievalInput {
     /// best before the next is scored: no `[B, N]` tensor, and the table chunk stays in cache
     /// while every row block is scored against it.
     QueryBlocks(BlockScorers),
-    /// The query `[B, d]`, scored by the blocked safe-Rust kernel of [`retrieve`].
-    Query,
 }
 
 /// One value of the standard retrieval sub-graph that the fused op can stand in for.
@@ -128,12 +126,7 @@ impl UieRetrieval {
     /// [`RetrievalInput::QueryBlocks`]: for each chunk of centres in order, scores the rows a
     /// block at a time with the chunk's plan and folds each block into the rows' K best (a
     /// batch small enough, [`WHOLE_BYTES`], in one run of the whole-table plan).
-    fn score_blocks(
-        &self,
-        scorers: &BlockScorers,
-        q: &TValue,
-        b: usize,
-    ) -> TractResult<super::kernel::Retrieved> {
+    fn score_blocks(&self, scorers: &BlockScorers, q: &TValue, b: usize) -> TractResult<Retrieved> {
         let mut acc = ScoredRows::new(&self.centres, self.k, self.wants(), b)?;
         let whole = b.saturating_mul(4 * self.centres.centres()) <= WHOLE_BYTES;
         let chunks = if whole {
@@ -182,7 +175,6 @@ impl Op for UieRetrieval {
         let input = match self.input {
             RetrievalInput::Scores => "scores from the graph",
             RetrievalInput::QueryBlocks(_) => "query, scored in row blocks by tract's kernels",
-            RetrievalInput::Query => "query, scored by the safe-Rust kernel",
         };
         Ok(vec![format!(
             "N = {}, d = {}, K = {}, outputs {:?}, input: {input}",
@@ -207,7 +199,7 @@ impl EvalOp for UieRetrieval {
         let d = self.centres.width();
         let width = match self.input {
             RetrievalInput::Scores => self.centres.centres(),
-            RetrievalInput::QueryBlocks(_) | RetrievalInput::Query => d,
+            RetrievalInput::QueryBlocks(_) => d,
         };
         if q.datum_type() != f32::datum_type() || q.rank() != 2 || q.shape()[1] != width {
             bail!(
@@ -218,14 +210,9 @@ impl EvalOp for UieRetrieval {
         }
         let b = q.shape()[0];
         let mut got = match &self.input {
-            RetrievalInput::QueryBlocks(scorers) => self.score_blocks(scorers, &inputs[0], b)?,
-            RetrievalInput::Scores | RetrievalInput::Query => {
-                let data = values::<f32>(q)?;
-                if self.input == RetrievalInput::Scores {
-                    retrieve_scored(&self.centres, self.k, &data, self.wants())?
-                } else {
-                    retrieve(&self.centres, self.k, &data, self.wants())?
-                }
+            RetrievalInput::QueryBlocks(scorers) => self.score_blocks(scorers, q, b)?,
+            RetrievalInput::Scores => {
+                retrieve_scored(&self.centres, self.k, &values::<f32>(q)?, self.wants())?
             }
         };
         let k = self.k;

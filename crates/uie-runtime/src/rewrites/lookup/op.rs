@@ -196,7 +196,7 @@ impl EvalOp for UieHashedLookup {
                 ids.datum_type()
             );
         }
-        let data = super::values::<i64>(ids)?;
+        let data = crate::rewrites::values::<i64>(ids)?;
         let outs = lookup(self.buckets, &self.tables, &data)?;
         let mut result = TVec::new();
         for (values, t) in outs.into_iter().zip(&self.tables) {

@@ -1,15 +1,9 @@
 //! The fused retrieval kernel, in plain Rust (no tract types): `R(query, M, K)` of
-//! `uie-model.md` §5 for a batch of queries.
+//! `uie-model.md` §5 for a batch of rows of scores `s = q · Mᵀ` computed elsewhere (the runtime's
+//! rewrite feeds it tract's MatMul output: tract picks AVX2/FMA matrix kernels at run time, which
+//! this safe code, built for the baseline target, cannot).
 //!
-//! Scores: the centre table is packed once, at load, into panels of [`LANES`] centres
-//! (`[d][LANES]` each, the last padded with zero centres); rows are scored in blocks of [`ROWS`]
-//! (the rows of a last partial block one at a time) against one panel at a time with a
-//! `ROWS × LANES` block of accumulators held in registers —
-//! fixed-size loops over arrays, which the compiler unrolls and vectorises, in safe code. Every
-//! score is `Σ_j q_j · M_nj` accumulated from 0 in `j` order, so equal centres get bit-equal
-//! scores wherever they sit. Only a `[ROWS, N]` score block exists at a time, never `[B, N]`.
-//!
-//! Per row the scores are then scanned once keeping the K best `(score, index)` pairs in a small
+//! Per row the scores are scanned once keeping the K best `(score, index)` pairs in a small
 //! sorted array — a score enters only if strictly greater than the current K-th, and is inserted
 //! after the scores equal to it, so ties go to the lower index (the ONNX TopK rule); chunks of
 //! [`LANES`] scores none of which beats the K-th are skipped with one test. No full sort. Then the
@@ -17,11 +11,9 @@
 //! nothing is kept — never NaN), the gather of the kept rows and their weighted sum, each only
 //! when asked for.
 //!
-//! [`retrieve_scored`] is the same per-row part on scores computed elsewhere (the runtime's
-//! rewrite feeds it tract's MatMul output: tract picks AVX2/FMA matrix kernels at run time, which
-//! this safe code, built for the baseline target, cannot). [`ScoredRows`] is the same again fed
-//! blocks of rows × chunks of centres, each row keeping its K best between chunks (the rewrite's
-//! path for large tables, where the whole `[B, N]` scores would not fit in cache).
+//! [`retrieve_scored`] takes whole rows of scores; [`ScoredRows`] is the same fed blocks of rows
+//! × chunks of centres, each row keeping its K best between chunks (the rewrite's path for large
+//! tables, where the whole `[B, N]` scores would not fit in cache).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -50,20 +42,16 @@ pub enum KernelError {
     },
 }
 
-/// Centres per panel of the packed table: one 8-wide accumulator row of the score block.
+/// Scores tested together when a row's K best are full: a chunk none of which beats the K-th is
+/// skipped with one branch.
 pub const LANES: usize = 8;
-/// Query rows scored together against each panel (the register block is `ROWS × LANES`).
-pub const ROWS: usize = 4;
 
-/// A centre table `M` `[N, d]`, kept in two layouts: rows (for the gather) and packed panels
-/// (for the scores): panel `p` holds centres `8p .. 8p + 8` as `[d][8]`, the last one padded with
-/// zero centres (their scores are computed and ignored).
+/// A centre table `M` `[N, d]` in row layout (what the gather reads).
 #[derive(Clone, PartialEq)]
 pub struct CentreTable {
     n: usize,
     d: usize,
     rows: Vec<f32>,
-    panels: Vec<[f32; LANES]>,
 }
 
 impl fmt::Debug for CentreTable {
@@ -75,7 +63,7 @@ impl fmt::Debug for CentreTable {
 impl CentreTable {
     /// A table from its transposed layout `Mᵀ` `[d, N]` (the MatMul operand of the ONNX graph).
     pub fn from_transposed(d: usize, n: usize, cols: Vec<f32>) -> Result<Self, KernelError> {
-        if n == 0 || d == 0 || cols.len() != n * d {
+        if cols.len() != n * d {
             return Err(KernelError::BadTable(format!(
                 "{} values for [{d}, {n}]",
                 cols.len()
@@ -87,7 +75,7 @@ impl CentreTable {
                 rows[i * d + j] = cols[j * n + i];
             }
         }
-        Ok(CentreTable::packed(n, d, rows))
+        CentreTable::from_rows(n, d, rows)
     }
 
     /// A table from its row layout `M` `[N, d]`.
@@ -98,19 +86,7 @@ impl CentreTable {
                 rows.len()
             )));
         }
-        Ok(CentreTable::packed(n, d, rows))
-    }
-
-    fn packed(n: usize, d: usize, rows: Vec<f32>) -> Self {
-        let panels_n = n.div_ceil(LANES);
-        let mut panels = vec![[0.0f32; LANES]; panels_n * d];
-        for (i, row) in rows.chunks_exact(d).enumerate() {
-            let (p, l) = (i / LANES, i % LANES);
-            for (j, &m) in row.iter().enumerate() {
-                panels[p * d + j][l] = m;
-            }
-        }
-        CentreTable { n, d, rows, panels }
+        Ok(CentreTable { n, d, rows })
     }
 
     /// Number of centres `N`.
@@ -126,33 +102,6 @@ impl CentreTable {
     /// The row layout `[N, d]`.
     pub fn rows(&self) -> &[f32] {
         &self.rows
-    }
-
-    /// `N` rounded up to whole panels: the row length of a score block.
-    fn padded(&self) -> usize {
-        self.panels.len() / self.d * LANES
-    }
-
-    /// Scores of a block of `R` queries given transposed (`qt[j][r]` = query `r`, value `j`;
-    /// `d` entries) against every centre, into `out` `[R][padded N]`. Each score is
-    /// `Σ_j q_j · M_nj` accumulated from 0 in `j` order (the same value for equal centres, wherever
-    /// they sit in the panels, and whatever `R` is).
-    fn score_block<const R: usize>(&self, qt: &[[f32; R]], out: &mut [f32]) {
-        let stride = self.padded();
-        for (p, panel) in self.panels.chunks_exact(self.d).enumerate() {
-            let mut acc = [[0.0f32; LANES]; R];
-            for (m, qj) in panel.iter().zip(qt) {
-                for (a, &q) in acc.iter_mut().zip(qj) {
-                    for (x, &c) in a.iter_mut().zip(m) {
-                        *x += q * c;
-                    }
-                }
-            }
-            for (r, a) in acc.iter().enumerate() {
-                let at = r * stride + p * LANES;
-                out[at..at + LANES].copy_from_slice(a);
-            }
-        }
     }
 }
 
@@ -257,57 +206,8 @@ fn top_k_from(
     filled
 }
 
-/// Runs the retrieval for every row of `query` (`[B, d]` row-major).
-///
-/// Rows go in blocks of [`ROWS`]: the block's scores against all centres come from the packed
-/// panels (a `ROWS × LANES` register block per panel, fixed-size loops that the compiler
-/// vectorises), then each row of the block is reduced to its top K, mask, weights, gather and sum.
-pub fn retrieve(
-    table: &CentreTable,
-    k: usize,
-    query: &[f32],
-    wants: Wants,
-) -> Result<Retrieved, KernelError> {
-    let (n, d) = (table.n, table.d);
-    if k == 0 || k > n {
-        return Err(KernelError::BadK { k, n });
-    }
-    if !query.len().is_multiple_of(d) {
-        return Err(KernelError::BadQuery {
-            len: query.len(),
-            d,
-        });
-    }
-    let b = query.len() / d;
-    let mut sink = RowSink::new(table, k, wants, b);
-    let stride = table.padded();
-    let mut scores = vec![0.0f32; ROWS * stride];
-    let mut qt = vec![[0.0f32; ROWS]; d];
-    for (block, qb) in query.chunks(ROWS * d).enumerate() {
-        // Full blocks are scored together; the rows of a last partial block one by one.
-        let rows_here = qb.len() / d;
-        if rows_here == ROWS {
-            for (r, q) in qb.chunks_exact(d).enumerate() {
-                for (t, &x) in qt.iter_mut().zip(q) {
-                    t[r] = x;
-                }
-            }
-            table.score_block(&qt, &mut scores);
-        } else {
-            for (r, q) in qb.chunks_exact(d).enumerate() {
-                let (one, _) = q.as_chunks::<1>();
-                table.score_block(one, &mut scores[r * stride..(r + 1) * stride]);
-            }
-        }
-        for r in 0..rows_here {
-            sink.push(&scores[r * stride..r * stride + n], block * ROWS + r);
-        }
-    }
-    Ok(sink.out)
-}
-
-/// The retrieval from precomputed scores `[B, N]` row-major (`s = q · Mᵀ` computed elsewhere):
-/// the top K, mask, weights, gather and sum of each row, as in [`retrieve`].
+/// The retrieval from scores `[B, N]` row-major (`s = q · Mᵀ` computed elsewhere): the top K,
+/// mask, weights, gather and sum of each row, as `wants` asks.
 pub fn retrieve_scored(
     table: &CentreTable,
     k: usize,
@@ -543,14 +443,29 @@ mod tests {
         gathered: true,
     };
 
+    /// The scores `q · Mᵀ` `[B, N]` of queries `q` `[B, d]`, each summed from 0 in `j` order.
+    fn scores(table: &CentreTable, q: &[f32]) -> Vec<f32> {
+        let (n, d) = (table.n, table.d);
+        q.chunks_exact(d)
+            .flat_map(|row| {
+                (0..n).map(move |i| {
+                    (0..d).fold(0.0f32, |acc, j| acc + row[j] * table.rows[i * d + j])
+                })
+            })
+            .collect()
+    }
+
+    /// The kernel on the scores of queries `q`.
+    fn retrieve(table: &CentreTable, k: usize, q: &[f32]) -> Retrieved {
+        retrieve_scored(table, k, &scores(table, q), ALL).expect("kernel")
+    }
+
     /// The reference: full scores, a stable sort (ties → lower index), the masked softmax.
     fn naive(table: &CentreTable, k: usize, q: &[f32]) -> Retrieved {
         let (n, d) = (table.n, table.d);
         let mut out = Retrieved::default();
-        for row in q.chunks_exact(d) {
-            let s: Vec<f32> = (0..n)
-                .map(|i| (0..d).fold(0.0f32, |acc, j| acc + row[j] * table.rows[i * d + j]))
-                .collect();
+        let all = scores(table, q);
+        for s in all.chunks_exact(n) {
             let mut order: Vec<usize> = (0..n).collect();
             // Stable: equal scores keep index order.
             order.sort_by(|&a, &b| s[b].partial_cmp(&s[a]).unwrap_or(Ordering::Equal));
@@ -621,7 +536,7 @@ mod tests {
     }
 
     fn check(table: &CentreTable, k: usize, q: &[f32]) -> Retrieved {
-        let got = retrieve(table, k, q, ALL).expect("kernel");
+        let got = retrieve(table, k, q);
         let want = naive(table, k, q);
         assert_eq!(got.indices, want.indices);
         assert_eq!(got.keep, want.keep);
@@ -680,15 +595,17 @@ mod tests {
         assert!((got.weights.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert_eq!(got.weights[2], 0.0);
         assert_eq!(
-            retrieve(&t, 4, &[1.0, 0.0], ALL),
+            retrieve_scored(&t, 4, &[1.0, 0.0, 2.0], ALL),
             Err(KernelError::BadK { k: 4, n: 3 })
         );
         assert_eq!(
-            retrieve(&t, 0, &[1.0, 0.0], ALL),
+            retrieve_scored(&t, 0, &[1.0, 0.0, 2.0], ALL),
             Err(KernelError::BadK { k: 0, n: 3 })
         );
-        assert!(retrieve(&t, 1, &[1.0, 0.0, 3.0], ALL).is_err());
+        assert!(retrieve_scored(&t, 1, &[1.0, 0.0], ALL).is_err());
         assert!(CentreTable::from_rows(2, 2, vec![1.0]).is_err());
+        assert!(CentreTable::from_transposed(2, 2, vec![1.0]).is_err());
+        assert!(CentreTable::from_rows(0, 2, vec![]).is_err());
     }
 
     #[test]
@@ -705,16 +622,13 @@ mod tests {
         }
         // Empty batch.
         let t = CentreTable::from_rows(2, 1, vec![1.0, 2.0]).expect("table");
-        assert_eq!(
-            retrieve(&t, 1, &[], ALL).expect("empty"),
-            Retrieved::default()
-        );
+        assert_eq!(retrieve(&t, 1, &[]), Retrieved::default());
     }
 
     #[test]
-    fn blocked_path_at_block_and_panel_boundaries() {
+    fn lane_chunk_boundaries() {
         let mut next = rng(0xD1B5_4A32_D192_ED03);
-        // N around the panel width, B around the row block, K from 1 to N.
+        // N around the lane chunk width, K from 1 to N.
         for n in [1, 2, 7, 8, 9, 15, 16, 17, 33] {
             for d in [1, 3, 8] {
                 let rows: Vec<f32> = (0..n * d).map(|_| next()).collect();
@@ -731,10 +645,10 @@ mod tests {
     }
 
     #[test]
-    fn blocked_path_ties_across_panels_and_blocks() {
-        // Centre 3 is repeated at 7, 8 (first of the second panel), 16 and 19 (the padded last
-        // panel); it is the best centre for the query, so the top 5 are exactly those, in index
-        // order — in every row of the block, whichever slot the row has in it.
+    fn ties_across_lane_chunks() {
+        // Centre 3 is repeated at 7, 8 (first of the second lane chunk), 16 and 19 (the partial
+        // last chunk); it is the best centre for the query, so the top 5 are exactly those, in
+        // index order, in every row.
         let (n, d) = (20, 4);
         let mut next = rng(7);
         let mut rows: Vec<f32> = (0..n * d).map(|_| next() * 0.1).collect();
@@ -757,31 +671,6 @@ mod tests {
             .weights
             .iter()
             .all(|&w| (w - 1.0 / n as f32).abs() < 1e-6));
-    }
-
-    #[test]
-    fn scored_path_equals_the_blocked_path() {
-        // Scores summed in the same order give bit-equal scores, so every output is equal.
-        let mut next = rng(0x5C0E);
-        for (n, d, k, b) in [(256, 32, 3, 9), (256, 8, 8, 6), (9, 3, 9, 5), (1, 1, 1, 2)] {
-            let rows: Vec<f32> = (0..n * d).map(|_| next()).collect();
-            let t = CentreTable::from_rows(n, d, rows.clone()).expect("table");
-            let q: Vec<f32> = (0..b * d).map(|_| next()).collect();
-            let scores: Vec<f32> = q
-                .chunks_exact(d)
-                .flat_map(|row| {
-                    rows.chunks_exact(d)
-                        .map(|m| m.iter().zip(row).fold(0.0f32, |a, (x, y)| a + y * x))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            let a = retrieve(&t, k, &q, ALL).expect("blocked");
-            let s = retrieve_scored(&t, k, &scores, ALL).expect("scored");
-            assert_eq!(a, s);
-        }
-        let t = CentreTable::from_rows(3, 1, vec![1.0, 2.0, 3.0]).expect("table");
-        assert!(retrieve_scored(&t, 1, &[1.0, 2.0], ALL).is_err());
-        assert!(retrieve_scored(&t, 4, &[1.0, 2.0, 3.0], ALL).is_err());
     }
 
     /// Scores fed in blocks of rows × chunks of centres equal one pass over whole rows, bit for
@@ -845,7 +734,7 @@ mod tests {
     }
 
     #[test]
-    fn blocked_path_all_scores_non_positive() {
+    fn all_scores_non_positive() {
         // Every score ≤ 0 (negative query on a non-negative table, and a zero query): nothing
         // kept, zero weights and sums, the top K still the K largest scores, ties by index.
         let mut next = rng(11);

@@ -1,5 +1,6 @@
-//! Merged same-input linear layers: several `x · W_i (+ b_i)` reading the same `x` become one
-//! `x · [W_1 | W_2 | …] (+ [b_1 | b_2 | …])` followed by one column `Slice` per member.
+//! Finding the same-input linear layers in a typed tract model and merging them: several
+//! `x · W_i (+ b_i)` reading the same `x` become one `x · [W_1 | W_2 | …] (+ [b_1 | b_2 | …])`
+//! followed by one column `Slice` per member.
 //!
 //! In a PLE level every expert's first layer and every gate's linear layer read the level's input
 //! (the backbone row at level 0, each task's / the shared mix at level 1), so a level runs a dozen
@@ -9,8 +10,9 @@
 //! 2-D f32 `EinSum mk,kn->mn` (ONNX `MatMul`, no quantisation) with the same non-constant left
 //! input and a constant f32 `[K, W_i]` right input. When every member's MatMul output feeds
 //! exactly one consumer, an `Add` with a constant f32 bias of `W_i` values (`[W_i]` or
-//! `[1, W_i]`, possibly as `AddAxis(0)` of a constant `[W_i]`) whose output has the MatMul's shape, the biases are merged too; otherwise they stay
-//! where they were. Whatever followed each member (its ReLU, the gate mix, …) reads its slice.
+//! `[1, W_i]`, possibly as `AddAxis(0)` of a constant `[W_i]`) whose output has the MatMul's
+//! shape, the biases are merged too; otherwise they stay where they were. Whatever followed each
+//! member (its ReLU, the gate mix, …) reads its slice.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +22,8 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
-use super::pattern::{bin_name, consumers, is_used, other_input, out0};
+use crate::rewrites::graph::{bin_name, consumers, is_f32_einsum, is_used, other_input, out0};
+use crate::rewrites::Patch;
 
 /// One member of a group: its MatMul, its weights, if matched its bias Add, and if matched its
 /// activation.
@@ -80,11 +83,7 @@ fn konst_f32(model: &TypedModel, outlet: OutletId, rank: usize) -> Option<Tensor
 /// The MatMul's constant `[K, W]` weights if `node` is a plain 2-D f32 MatMul with a non-constant
 /// left input.
 fn matmul_weights(model: &TypedModel, node: &TypedNode) -> Option<(OutletId, Tensor)> {
-    let einsum = node.op_as::<EinSum>()?;
-    if einsum.q_params.is_some()
-        || einsum.operating_dt != f32::datum_type()
-        || einsum.axes.to_string() != "mk,kn->mn"
-    {
+    if !is_f32_einsum(node, "mk,kn->mn") {
         return None;
     }
     let [a, w] = node.inputs.as_slice() else {
@@ -156,8 +155,8 @@ fn concat_columns(parts: &[&Tensor]) -> TractResult<Tensor> {
     Ok(joined.into_tensor())
 }
 
-/// Merges one group (all reading `a`) into a copy of `model`; `None` when tract refuses it.
-fn merge_group(model: &TypedModel, a: OutletId, members: &[Member]) -> Option<TypedModel> {
+/// The patch merging one group (all reading `a`); `None` when tract refuses it.
+fn merge_group(model: &TypedModel, a: OutletId, members: &[Member]) -> Option<TypedModelPatch> {
     let first = model.node(members.first()?.matmul);
     let name = format!("{}.merged", first.name);
     let with_bias = members.iter().all(|m| m.bias.is_some());
@@ -209,34 +208,28 @@ fn merge_group(model: &TypedModel, a: OutletId, members: &[Member]) -> Option<Ty
         patch.shunt_outside(model, old, s).ok()?;
         start += width;
     }
-    let mut out = model.clone();
-    patch.apply(&mut out).ok()?;
-    out.compact().ok()?;
-    Some(out)
+    Some(patch)
 }
 
-/// Merges every group of at least two same-input linear layers of `model` (module doc); returns
-/// how many MatMuls were merged away (members minus merged nodes). A graph with no such group is
-/// left unchanged.
-pub fn merge_linear(model: &mut TypedModel) -> TractResult<usize> {
-    let mut merged = 0;
-    // Node ids change on compaction, so the groups are found again after each merge; a merged
-    // group is a single MatMul and is not found again, so this ends.
-    while let Some((a, members)) = first_group(model) {
-        let n = members.len();
-        let Some(out) = merge_group(model, a, &members) else {
-            // Leave this and the remaining groups alone rather than loop on a refusal.
-            break;
-        };
-        *model = out;
-        merged += n - 1;
+/// The patch merging the group of same-input linear layers that the MatMul node `anchor` belongs
+/// to, counting the MatMuls it merges away (members minus one); `None` when the group has fewer
+/// than two members or tract refuses the merge.
+pub(super) fn patch(model: &TypedModel, anchor: &TypedNode) -> Option<Patch> {
+    let (a, members) = groups(model)
+        .into_iter()
+        .find(|(_, m)| m.iter().any(|m| m.matmul == anchor.id))?;
+    if members.len() < 2 {
+        return None;
     }
-    Ok(merged)
+    Some(Patch {
+        patch: merge_group(model, a, &members)?,
+        count: members.len() - 1,
+    })
 }
 
-/// The first (by input name) group of at least two same-input linear layers, all with a bias or
-/// all without, and all with the same activation or all without.
-fn first_group(model: &TypedModel) -> Option<(OutletId, Vec<Member>)> {
+/// The same-input linear layers of `model` grouped by input, all of a group with a bias or all
+/// without, and all with the same activation or all without; members in node order.
+fn groups(model: &TypedModel) -> Vec<(OutletId, Vec<Member>)> {
     type Key = (String, usize, bool, Option<String>);
     let mut groups: BTreeMap<Key, (OutletId, Vec<Member>)> = BTreeMap::new();
     for node in model.nodes() {
@@ -265,12 +258,13 @@ fn first_group(model: &TypedModel) -> Option<(OutletId, Vec<Member>)> {
             tail,
         });
     }
-    groups.into_values().find(|(_, m)| m.len() >= 2)
+    groups.into_values().collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rewrites::{apply_one, merge::MergeRewrite};
     use tract_onnx::tract_core::ops::math::{add, max};
 
     fn values(n: usize, seed: f32) -> Vec<f32> {
@@ -347,7 +341,7 @@ mod tests {
         let plain = model();
         let mut merged = model();
         // Two groups: the two ReLU layers, the two gates; the other input's MatMul stays.
-        assert_eq!(merge_linear(&mut merged).expect("merge"), 2);
+        assert_eq!(apply_one(&mut merged, &MergeRewrite), 2);
         let matmuls = merged
             .nodes()
             .iter()
@@ -377,7 +371,7 @@ mod tests {
         let z = m.wire_node("mm2", einsum, &[y, w2]).expect("mm")[0];
         m.select_output_outlets(&[z]).expect("outputs");
         let before = format!("{m}");
-        assert_eq!(merge_linear(&mut m).expect("merge"), 0);
+        assert_eq!(apply_one(&mut m, &MergeRewrite), 0);
         assert_eq!(format!("{m}"), before);
     }
 }
