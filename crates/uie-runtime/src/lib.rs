@@ -30,12 +30,12 @@ pub use engine::{Engine, EngineOptions};
 pub use error::RuntimeError;
 pub use handle::ModelHandle;
 pub use model::{Batch, FeatureValues, Model, Predictions};
+pub use rewrites::{RewriteCounts, RewriteName, RewriteSet};
 pub use uie_model::graph;
 pub use uie_model::graph::{
     CategoricalInput, GraphSchema, ModelMetadata, SequenceInput, TensorSpec,
 };
 pub use uie_model::{Dtype, History, InputError, RawBatch, Tensor, TensorData};
-pub use rewrites::{RewriteCounts, RewriteName, RewriteSet};
 
 /// The id rule for string-valued categorical features (FNV-1a 64 as int64): the trainer's rule,
 /// re-exported so that a service sends the ids the model was trained on.
