@@ -1,4 +1,4 @@
-//! Issue 8 benchmark: the compiled MovieLens full-UIE model under `uie-runtime` (optimised, one
+//! Retrieval benchmark: the compiled MovieLens full-UIE model under `uie-runtime` (optimised, one
 //! thread) with every runtime rewrite (the default options: fused retrieval, attention, gate mixes
 //! and embedding lookups: "fused"), with all but the fused embedding lookups ("no_lookups"), and
 //! with none ("standard"), at batch 1, 16 and 256.
