@@ -12,6 +12,9 @@ config="models/movielens-uie.toml"
 seeds="1,2,3"
 cargo build --release --locked -p uie-train --bin uie-train
 mkdir -p "$out" docs/figures
+# The commit of the code that runs, taken before the figures below are copied into docs/.
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git diff --quiet HEAD 2>/dev/null; then commit="$commit (with uncommitted changes)"; fi
 cmd=(./target/release/uie-train ablation --config "$config" --seeds "$seeds" --out "$out" --quiet)
 "${cmd[@]}" > "$out/ablation.log" 2>&1 || { cat "$out/ablation.log"; exit 1; }
 
@@ -23,8 +26,6 @@ for png in "$out"/full-uie-s1/plots/*.png; do
   figures+=("$dest")
 done
 
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if ! git diff --quiet HEAD 2>/dev/null; then commit="$commit (with uncommitted changes)"; fi
 cpu="$(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')"
 cores="$(nproc 2>/dev/null || echo unknown)"
 {

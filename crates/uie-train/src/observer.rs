@@ -1,7 +1,7 @@
 //! How a training run reports its progress without printing: [`train_with`](crate::train_with)
 //! calls an [`Observer`] at each stage of the run (data loaded, every step, every epoch's
 //! validation and checkpoints, early stopping, the final test evaluation). The `uie-train` binary
-//! turns the calls into its progress bar and printed lines; [`train`](crate::train) passes
+//! turns the calls into its progress bar and printed lines; [`train`](fn@crate::train) passes
 //! [`Silent`]. Every method has an empty default, so an observer implements only what it shows.
 
 use std::path::Path;

@@ -459,8 +459,10 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainReport, TrainE
 }
 
 /// Trains the model a config describes and writes `<out>/best` and `<out>/last`, telling
-/// `observer` about every stage: [`Run::start`], then [`Run::epoch`] and [`Run::checkpoint`] per
-/// epoch until the epochs are done or early stopping ends the run, then [`Run::finish`].
+/// `observer` about every stage. The run has three steps: start (data, output directory, fresh or
+/// resumed weights), then per epoch the epoch's training and validation and its checkpoints until
+/// the epochs are done or early stopping ends the run, then the finish (the test evaluation of
+/// `best/`, its golden rows and metrics).
 pub fn train_with(
     config: &Config,
     opts: &TrainOptions,
