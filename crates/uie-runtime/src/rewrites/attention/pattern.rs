@@ -11,7 +11,7 @@
 //!    with `c` a one-element constant and `q` f32 `[N, d]`.
 //! 3. **Rows**: `H = Gather(axis 0)(T, idx)` of a constant, finite f32 table `T` `[R, d]`, `idx`
 //!    optionally through an i64 `Cast`, from either
-//!    - the expansion tract makes of ONNX `Mod(x, B)` ([`crate::rewrites::graph::hashed_mod`]),
+//!    - the expansion tract makes of ONNX `Mod(x, B)` (`graph::hashed_mod`),
 //!      `0 < B ≤ R`: the op reads `x` and reduces it itself; or
 //!    - any i64 `[N, L]` value (its range is checked at run time, as the Gather does).
 //! 4. **Mask**: either the length mask `m = Cast<f32>(LT(CumSum_excl,axis 1(Add(Mul(Cast<f32>(idx
