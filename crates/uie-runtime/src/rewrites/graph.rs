@@ -65,6 +65,22 @@ pub(crate) fn scalar_f32(model: &TypedModel, outlet: OutletId) -> Option<f32> {
     t.cast_to_scalar::<f32>().ok()
 }
 
+/// For a binary node named `op` with exactly one input a one-element f32 constant: the other
+/// input and the constant's value.
+pub(crate) fn by_scalar(model: &TypedModel, node: &TypedNode, op: &str) -> Option<(OutletId, f32)> {
+    if bin_name(node) != Some(op) {
+        return None;
+    }
+    let [a, b] = node.inputs.as_slice() else {
+        return None;
+    };
+    match (scalar_f32(model, *a), scalar_f32(model, *b)) {
+        (None, Some(c)) => Some((*a, c)),
+        (Some(c), None) => Some((*b, c)),
+        _ => None,
+    }
+}
+
 /// A constant outlet's values as i64 (any integer or bool type), if it is constant.
 fn konst_i64(model: &TypedModel, outlet: OutletId) -> Option<Vec<i64>> {
     let t = model.outlet_fact(outlet).ok()?.konst.clone()?;

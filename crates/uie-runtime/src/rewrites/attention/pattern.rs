@@ -11,7 +11,7 @@
 //!    with `c` a one-element constant and `q` f32 `[N, d]`.
 //! 3. **Rows**: `H = Gather(axis 0)(T, idx)` of a constant, finite f32 table `T` `[R, d]`, `idx`
 //!    optionally through an i64 `Cast`, from either
-//!    - the expansion tract makes of ONNX `Mod(x, B)` ([`crate::rewrites::graph::hashed_mod`]),
+//!    - the expansion tract makes of ONNX `Mod(x, B)` (`graph::hashed_mod`),
 //!      `0 < B ≤ R`: the op reads `x` and reduces it itself; or
 //!    - any i64 `[N, L]` value (its range is checked at run time, as the Gather does).
 //! 4. **Mask**: either the length mask `m = Cast<f32>(LT(CumSum_excl,axis 1(Add(Mul(Cast<f32>(idx
@@ -34,7 +34,7 @@ use tract_onnx::tract_core::ops::change_axes::AxisOp;
 
 use super::op::{AttentionOutput, Index, Mask, Spec, UieAttention};
 use crate::rewrites::graph::{
-    bin_name, consumers, find_bin, hashed_mod, is_cast_to, is_f32_einsum, is_softmax_1,
+    bin_name, by_scalar, consumers, find_bin, hashed_mod, is_cast_to, is_f32_einsum, is_softmax_1,
     is_sum_over, is_used, other_input, out0, scalar_f32, summed_over_1,
 };
 use crate::rewrites::Patch;
@@ -94,16 +94,11 @@ fn match_softmax(
     for (masked, fill) in [(*a, *b), (*b, *a)] {
         let fill_node = model.node(fill.node);
         let masked_node = model.node(masked.node);
-        if bin_name(fill_node) != Some("Mul") || bin_name(masked_node) != Some("Mul") {
+        if bin_name(masked_node) != Some("Mul") {
             continue;
         }
-        let [f0, f1] = fill_node.inputs.as_slice() else {
+        let Some((sub, f)) = by_scalar(model, fill_node, "Mul") else {
             continue;
-        };
-        let (sub, f) = match (scalar_f32(model, *f0), scalar_f32(model, *f1)) {
-            (None, Some(f)) => (*f0, f),
-            (Some(f), None) => (*f1, f),
-            _ => continue,
         };
         if !f.is_finite() {
             continue;
@@ -130,18 +125,7 @@ fn match_softmax(
 
 /// Step 2: from the scores, `(H, q, scale)`.
 fn match_scores(model: &TypedModel, s: OutletId) -> Option<(OutletId, OutletId, f32)> {
-    let mul = model.node(s.node);
-    if bin_name(mul) != Some("Mul") {
-        return None;
-    }
-    let [a, b] = mul.inputs.as_slice() else {
-        return None;
-    };
-    let (dots, scale) = match (scalar_f32(model, *a), scalar_f32(model, *b)) {
-        (None, Some(c)) => (*a, c),
-        (Some(c), None) => (*b, c),
-        _ => return None,
-    };
+    let (dots, scale) = by_scalar(model, model.node(s.node), "Mul")?;
     let rm = model.node(dots.node);
     if rm.op_as::<AxisOp>() != Some(&AxisOp::Rm(2)) {
         return None;
@@ -224,30 +208,11 @@ fn match_length_mask(model: &TypedModel, m: OutletId, src: OutletId) -> Option<O
     if c.axis != 1 || !c.exclusive || c.reverse {
         return None;
     }
-    let ones = model.node(cs.inputs.first()?.node);
-    if bin_name(ones) != Some("Add") {
+    let (zeros, one) = by_scalar(model, model.node(cs.inputs.first()?.node), "Add")?;
+    let (rows_f, zero) = by_scalar(model, model.node(zeros.node), "Mul")?;
+    if one != 1.0 || zero != 0.0 {
         return None;
     }
-    let [a, b] = ones.inputs.as_slice() else {
-        return None;
-    };
-    let zeros = match (scalar_f32(model, *a), scalar_f32(model, *b)) {
-        (None, Some(1.0)) => *a,
-        (Some(1.0), None) => *b,
-        _ => return None,
-    };
-    let zn = model.node(zeros.node);
-    if bin_name(zn) != Some("Mul") {
-        return None;
-    }
-    let [z0, z1] = zn.inputs.as_slice() else {
-        return None;
-    };
-    let rows_f = match (scalar_f32(model, *z0), scalar_f32(model, *z1)) {
-        (None, Some(0.0)) => *z0,
-        (Some(0.0), None) => *z1,
-        _ => return None,
-    };
     let rf = model.node(rows_f.node);
     if !is_cast_to(rf, f32::datum_type()) || rf.inputs.first() != Some(&src) {
         return None;

@@ -44,19 +44,6 @@ impl fmt::Debug for EmbeddingTable {
 }
 
 impl EmbeddingTable {
-    /// A table from its shape and row-major data.
-    pub fn new(rows: usize, d: usize, data: Vec<f32>) -> Result<Self, LookupError> {
-        if rows == 0 || d == 0 || data.len() != rows * d {
-            return Err(LookupError::BadTable(format!(
-                "{} values for [{rows}, {d}]",
-                data.len()
-            )));
-        }
-        let tensor = Tensor::from_shape(&[rows, d], &data)
-            .map_err(|e| LookupError::BadTable(e.to_string()))?;
-        Self::from_tensor(Arc::new(tensor))
-    }
-
     /// A table sharing a constant f32 `[rows, d]` tensor of the graph (contiguous, not empty).
     pub fn from_tensor(tensor: Arc<Tensor>) -> Result<Self, LookupError> {
         let (rows, d) = match tensor.shape() {
@@ -274,8 +261,12 @@ mod tests {
 
     #[test]
     fn lookup_copies_the_bucket_rows_of_every_table() {
-        let a = Arc::new(EmbeddingTable::new(3, 2, vec![0., 1., 10., 11., 20., 21.]).expect("a"));
-        let b = Arc::new(EmbeddingTable::new(4, 1, vec![5., 6., 7., 8.]).expect("b"));
+        let table = |rows: usize, d: usize, data: &[f32]| {
+            let t = Tensor::from_shape(&[rows, d], data).expect("tensor");
+            Arc::new(EmbeddingTable::from_tensor(Arc::new(t)).expect("table"))
+        };
+        let a = table(3, 2, &[0., 1., 10., 11., 20., 21.]);
+        let b = table(4, 1, &[5., 6., 7., 8.]);
         let op = UieHashedLookup::new(3, vec![a.clone(), b.clone()]).expect("op");
         let out = lookup(op.buckets, &op.tables, &[4, -1, 0, i64::MIN]).expect("lookup");
         // 4 → 1, -1 → 2, 0 → 0, i64::MIN → rem_euclid 3 = 1.
@@ -290,7 +281,6 @@ mod tests {
         assert!(UieHashedLookup::new(0, vec![b.clone()]).is_err());
         assert!(UieHashedLookup::new(-2, vec![b]).is_err());
         assert!(UieHashedLookup::new(2, vec![]).is_err());
-        assert!(EmbeddingTable::new(2, 2, vec![1.0]).is_err());
         // A shared graph constant: f32, rank 2, not empty; its values are not copied.
         let t = Arc::new(Tensor::from_shape(&[2, 2], &[1f32, 2., 3., 4.]).expect("tensor"));
         let shared = EmbeddingTable::from_tensor(Arc::clone(&t)).expect("f32 [2, 2]");

@@ -264,7 +264,7 @@ fn groups(model: &TypedModel) -> Vec<(OutletId, Vec<Member>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rewrites::{apply_one, merge::MergeRewrite};
+    use crate::rewrites::{apply, apply_one, merge::MergeRewrite, RewriteName, RewriteSet};
     use tract_onnx::tract_core::ops::math::{add, max};
 
     fn values(n: usize, seed: f32) -> Vec<f32> {
@@ -358,6 +358,20 @@ mod tests {
             }
         }
         assert!(want[0].contains(&0.0), "the ReLU clips something");
+    }
+
+    /// The driver runs the merge unless it is disabled, and reports it under its name.
+    #[test]
+    fn the_driver_skips_the_merge_when_disabled() {
+        let mut m = model();
+        let before = format!("{m}");
+        let others = RewriteSet::ALL.without(RewriteName::Merge);
+        let counts = apply(&mut m, RewriteSet::NONE.with(RewriteName::Merge));
+        assert_eq!(counts.get(RewriteName::Merge), 0);
+        assert_eq!(format!("{m}"), before);
+        let counts = apply(&mut m, others);
+        assert_eq!(counts.get(RewriteName::Merge), 2);
+        assert_ne!(format!("{m}"), before);
     }
 
     #[test]
