@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8, the fused retrieval kernel alone: the kernel of commit b2cc2a5 (one row at a time, an
+# The fused retrieval kernel alone: the kernel of commit b2cc2a5 (one row at a time, an
 # axpy over the transposed table, then a streaming top-K) against the current one (packed panels,
 # 4-row register blocks, chunk-skipping top-K), interleaved in one process on the same random
 # tables and queries, at the model's shapes (UPE N = 256, d = 32, K = 3; UCSE N = 256, d = 8,

@@ -1,4 +1,4 @@
-//! criterion benchmarks of the runtime's hot paths on the compiled MovieLens model (issue 6), at
+//! criterion benchmarks of the runtime's hot paths on the compiled MovieLens model, at
 //! batch 1 and 256, one thread:
 //!
 //! - `predict`: [`Model::predict`] on a prepared [`Batch`] (validation, input assembly, tract run);
@@ -7,12 +7,12 @@
 //! - `batch_from_tensors`: [`Model::batch_from_tensors`] (a KServe-style request of named tensors
 //!   to a [`Batch`]).
 //!
-//! This crate never links the compiler, so the model is a file: `$UIE_BENCH_MODEL`, default
+//! The model is a file: `$UIE_BENCH_MODEL`, default
 //! `target/bench-inference/model.onnx` with the inputs `inputs_1.json` and `inputs_256.json` beside
 //! it, written by `scripts/bench-inference.sh` (or
-//! `cargo run --release -p uie-e2e --example bench_inference -- prepare`).
+//! `cargo run --release -p uie-bench --bin bench_inference -- prepare`).
 //!
-//! Run: `cargo bench -p uie-runtime --bench predict`
+//! Run: `cargo bench -p uie-bench --bench predict`
 
 #![allow(missing_docs)] // criterion_group! defines an undocumented pub fn.
 

@@ -1,4 +1,4 @@
-//! Issue 8 benchmark: the compiled MovieLens full-UIE model under `uie-runtime` (optimised, one
+//! Rewrite benchmark: the compiled MovieLens full-UIE model under `uie-runtime` (optimised, one
 //! thread) with every runtime rewrite (the default options: fused retrieval, attention, gate mixes
 //! and embedding lookups: "fused"), with all but the fused embedding lookups ("no_lookups"), and
 //! with none ("standard"), at batch 1, 16 and 256.
@@ -14,8 +14,8 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use uie_bench::latency::write_inputs_json;
 use uie_compile::verify::{batch_inputs, to_value};
-use uie_e2e::latency::write_inputs_json;
 use uie_model::{Checkpoint, Config, Tensor};
 use uie_runtime::engine::{Engine, EngineOptions, Value};
 use uie_train::train::load_data;
@@ -24,7 +24,7 @@ use uie_train::{train, TrainOptions};
 const BATCHES: [usize; 3] = [1, 16, 256];
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Named model inputs of one batch.

@@ -1,4 +1,4 @@
-//! Interleaved timing of the runtime's rewrites on the compiled MovieLens model (issue 8): the
+//! Interleaved timing of the runtime's rewrites on the compiled MovieLens model: the
 //! engine with both rewrites ("fused"), with the fused retrieval only ("no lookups") and with
 //! neither ("standard"), optimised, one thread, at batch 1, 16 and 256. The variants run in turn,
 //! one call each per round, so load changes on a shared machine hit all of them alike; the
@@ -7,12 +7,12 @@
 //! Reads the files `scripts/bench-retrieval.sh` writes (`target/bench-retrieval/model.onnx` and
 //! `inputs_<n>.json`).
 //!
-//! Usage: `cargo run --release -p uie-e2e --example rewrites [rounds at batch 1]`
+//! Usage: `cargo run --release -p uie-bench --bin rewrites [rounds at batch 1]`
 
 use std::path::Path;
 use std::time::Instant;
 
-use uie_e2e::latency::{read_batch_values, run_inputs};
+use uie_bench::latency::{read_batch_values, run_inputs};
 use uie_runtime::engine::{Engine, EngineOptions};
 
 fn median(v: &mut [f64]) -> f64 {
@@ -21,7 +21,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-retrieval");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-retrieval");
     let rounds1: usize = std::env::args()
         .nth(1)
         .map(|s| s.parse())
