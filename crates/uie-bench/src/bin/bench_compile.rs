@@ -13,16 +13,15 @@
 //!   and prints load and run times.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use uie_bench::latency::inputs_to_json;
+use uie_bench::ort::ort_timed;
 use uie_compile::verify::{batch_inputs, run_engine};
 use uie_model::parity::within_tolerance;
-use uie_model::{Config, History, RawBatch, Tensor};
+use uie_model::{Config, History, RawBatch};
 use uie_runtime::{Engine, EngineOptions};
 
 const ROWS: usize = 16;
@@ -199,45 +198,6 @@ fn run_models(target: &Target) -> Result<()> {
     }
     println!("probs[0..4] = {:?}", &ort.probs[..4.min(ort.probs.len())]);
     Ok(())
-}
-
-/// One timed ONNX Runtime run (optimisations all, one thread).
-struct OrtTimed {
-    /// Seconds to create the session (load the model and its external data).
-    load_s: f64,
-    /// Seconds of the run.
-    run_s: f64,
-    /// `probs`, row-major.
-    probs: Vec<f32>,
-}
-
-/// Loads and runs a model in ONNX Runtime from its path through `python/ort_timed.py`.
-fn ort_timed(model: &Path, inputs: &[(String, Tensor)]) -> Result<OrtTimed> {
-    let dir = tempfile::tempdir()?;
-    let feeds_path = dir.path().join("feeds.json");
-    let out_path = dir.path().join("out.json");
-    std::fs::write(&feeds_path, serde_json::to_vec(&inputs_to_json(inputs))?)?;
-    let status = Command::new(uie_e2e::python()?)
-        .arg(uie_e2e::repo_root().join("crates/uie-bench/python/ort_timed.py"))
-        .arg(model)
-        .arg(&feeds_path)
-        .arg(&out_path)
-        .status()
-        .context("starting Python for ort_timed.py")?;
-    if !status.success() {
-        bail!("ort_timed.py failed ({status})");
-    }
-    let out: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_path)?)?;
-    Ok(OrtTimed {
-        load_s: out["load_s"].as_f64().context("load_s")?,
-        run_s: out["run_s"].as_f64().context("run_s")?,
-        probs: out["probs"]
-            .as_array()
-            .context("probs")?
-            .iter()
-            .map(|x| x.as_f64().map(|v| v as f32).context("probs: not a number"))
-            .collect::<Result<_>>()?,
-    })
 }
 
 fn main() -> Result<()> {
