@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Issue 8, fused attention and gate mixes: the compiled MovieLens model in uie-runtime (tract,
+# Fused attention and gate mixes: the compiled MovieLens model in uie-runtime (tract,
 # optimised, one thread), at batch 1, 16 and 256.
 #
 # 1. Interleaved engine options: the default options, without the fused PLE gate mixes, without
 #    the fused attention, and without any runtime rewrite (median over rounds of alternating
-#    blocks, and the median of the per-round ratios; tests/examples/compare_options.rs).
+#    blocks, and the median of the per-round ratios; crates/uie-bench/src/bin/compare_options.rs).
 # 2. Interleaved against ONNX Runtime (one intra-op thread, sequential, all optimisations) on the
 #    same file and inputs: each round times tract (default options, a fresh process) and then ORT
 #    for every batch size; the table gives the medians over rounds and the median per-round ratio
@@ -19,9 +19,9 @@ cd "$(dirname "$0")/.."
 if [ ! -f target/bench-retrieval/model.onnx ]; then
     scripts/bench-retrieval.sh
 fi
-cargo build --release -q -p uie-e2e --example compare_options
+cargo build --release -q -p uie-bench --bin compare_options
 echo "load before: $(uptime)"
-target/release/examples/compare_options "${1:-21}"
+target/release/compare_options "${1:-21}"
 PY="${UIE_PYTHON:-.venv/bin/python}"
 ROUNDS="${2:-9}" "$PY" - <<'PYEOF'
 import json, os, subprocess, time
@@ -57,7 +57,7 @@ def ort_us(n):
 rounds = int(os.environ["ROUNDS"])
 tract, onnx = {n: [] for n in batches}, {n: [] for n in batches}
 for r in range(rounds):
-    got = subprocess.run(["target/release/examples/compare_options", "3", "default"],
+    got = subprocess.run(["target/release/compare_options", "3", "default"],
                          check=True, capture_output=True, text=True).stdout
     for line in got.splitlines():
         _, n, us = line.split()

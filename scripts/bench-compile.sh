@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Compile benchmark (issue 6): wall time and peak memory of the real `uie-compile build` for the
+# Compile benchmark: wall time and peak memory of the real `uie-compile build` for the
 # full-UIE MovieLens model (models/movielens-uie.toml: UPE, UCBE, UCSE) with `user_id` hashed into
 # 1 thousand, 1 million and 10 million buckets, so UCBE's personalised memory `memory.personal`
 # (P) has one row of 32 f32 per user. Not part of the default test run (10 M users: ~6 GB of
 # memory, minutes).
 #
 # For each size it
-# 1. writes a checkpoint with seeded random weights (the ignored test `bench_write_checkpoint`
-#    of tests/tests/bench_compile.rs), which also reports the largest table;
+# 1. writes a checkpoint with seeded random weights (`bench_compile write-checkpoint`,
+#    crates/uie-bench/src/bin/bench_compile.rs), which also reports the largest table;
 # 2. runs `uie-compile build CKPT -o model.onnx --external-data` (and, below 2 GiB, inline
 #    without it) UIE_BENCH_REPS times (default 3) under /usr/bin/time -v: median wall time, the
 #    largest "Maximum resident set size", and the bytes written (model.onnx + its data file);
@@ -15,7 +15,7 @@
 #    with `dd if=/dev/zero ... conv=fsync` into the same directory (the compiler also fsyncs),
 #    UIE_BENCH_REPS times, median;
 # 4. with UIE_BENCH_RUN=1, loads the largest model in tract and ONNX Runtime and checks they
-#    agree (`bench_run_models`).
+#    agree (`bench_compile run-models`).
 # It prints a markdown table: users | largest table | output bytes | compile time | write-only
 # time | time ratio | peak RSS | RSS / largest table.
 #
@@ -48,12 +48,11 @@ trap cleanup EXIT
 
 echo "== building (release)" >&2
 cargo build --release -p uie-compile >&2
+cargo build --release -p uie-bench --bin bench_compile >&2
 COMPILE="${UIE_COMPILE:-target/release/uie-compile}"
 BASELINE="${UIE_COMPILE_BASELINE:-}"
-# The test binary, run directly so no timed step includes a build.
-BENCH_BIN="$(cargo test --release -p uie-e2e --test bench_compile --no-run 2>&1 |
-    sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -n 1)"
-[[ -x "$BENCH_BIN" ]] || { echo "could not find the bench_compile test binary" >&2; exit 1; }
+# Built above and run directly, so no timed step includes a build.
+BENCH_BIN=target/release/bench_compile
 
 median() { sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 secs() {  # "Elapsed (wall clock) time" of a /usr/bin/time -v report, in seconds
@@ -71,8 +70,8 @@ for USERS in $SIZES; do
     rm -rf "$W"
     mkdir -p "$W"
     echo "== $USERS users: writing the checkpoint" >&2
-    LOG="$(UIE_BENCH_DIR="$W" UIE_BENCH_USERS="$USERS" "$BENCH_BIN" --ignored --exact \
-        bench_write_checkpoint --nocapture 2>&1)" || { echo "$LOG" >&2; exit 1; }
+    LOG="$("$BENCH_BIN" write-checkpoint --dir "$W" --users "$USERS" 2>&1)" ||
+        { echo "$LOG" >&2; exit 1; }
     read -r LARGEST_NAME LARGEST_BYTES < <(echo "$LOG" | sed -n 's/^largest-table //p')
     echo "   largest table $LARGEST_NAME: $LARGEST_BYTES bytes; checkpoint $(du -sb "$W/ckpt" | cut -f1) bytes" >&2
     MODES=(external)
@@ -141,8 +140,7 @@ for USERS in $SIZES; do
     if [[ "${UIE_BENCH_RUN:-0}" == 1 ]]; then
         echo "== $USERS users: loading and running the external-data model in tract and ONNX Runtime" >&2
         "$COMPILE" build "$W/ckpt" -o "$W/model.onnx" --external-data > /dev/null
-        UIE_BENCH_DIR="$W" UIE_BENCH_USERS="$USERS" "$BENCH_BIN" --ignored --exact \
-            bench_run_models --nocapture >&2
+        "$BENCH_BIN" run-models --dir "$W" --users "$USERS" >&2
     fi
     rm -rf "$W"
 done

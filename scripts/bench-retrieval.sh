@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Issue 8 benchmark: the compiled MovieLens full-UIE model in uie-runtime (tract, optimised, one
+# Rewrite benchmark: the compiled MovieLens full-UIE model in uie-runtime (tract, optimised, one
 # thread) with every runtime rewrite (retrieval, attention, gate mixes, embedding lookups: "fused"), with
 # all but the lookups ("no lookups") and with none ("standard"), against ONNX Runtime (one,
 # then two intra-op threads) on the same file and the same inputs, in the same run; batch 1, 16
 # and 256.
 #
-# 1. `cargo bench -p uie-e2e --bench retrieval` (criterion): compiles the checkpoint
+# 1. `cargo bench -p uie-bench --bench retrieval` (criterion): compiles the checkpoint
 #    ($UIE_BENCH_CHECKPOINT, default out/protocol-b/full-uie-s2/best; trained briefly when absent),
 #    writes target/bench-retrieval/{model.onnx,inputs_<n>.json} and times the three tract
 #    variants;
@@ -14,7 +14,7 @@
 # 3. prints a markdown table of mean times per call and ratios (> 1 means the fused runtime is
 #    faster);
 # 4. times the three tract variants again interleaved (one call of each per round, medians:
-#    `cargo run --release -p uie-e2e --example rewrites`), the comparison to trust on a loaded
+#    `cargo run --release -p uie-bench --bin rewrites`), the comparison to trust on a loaded
 #    machine.
 #
 # Usage: scripts/bench-retrieval.sh
@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY="${UIE_PYTHON:-.venv/bin/python}"
-cargo bench -p uie-e2e --bench retrieval -- --noplot movielens_uie
+cargo bench -p uie-bench --bench retrieval -- --noplot movielens_uie
 
 "$PY" - <<'PYEOF'
 import json, os, time
@@ -77,4 +77,4 @@ for n, fu, nl, st, o1, o2 in rows:
           f"| {nl/fu:.2f}× | {st/fu:.2f}× | {o1/fu:.2f}× | {o2/fu:.2f}× |")
 PYEOF
 
-cargo run --release -p uie-e2e --example rewrites
+cargo run --release -p uie-bench --bin rewrites

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Issue 6 scaling benchmark: p50 latency of the compiled model in uie-runtime (tract, default
+# Scaling benchmark: p50 latency of the compiled model in uie-runtime (tract, default
 # options, one thread) and ONNX Runtime (one intra-op thread, same file and inputs) as one size
 # varies at a time, from the MovieLens full-UIE config with seeded random weights and rows
 # (latency depends on shapes, not values): centres N (256 … 65,536), history length L (0 … 500),
 # users in P (1e3 … 1e7, external data) and batch size (1 … 1024). See
-# tests/examples/bench_scaling.rs.
+# crates/uie-bench/src/bin/bench_scaling.rs.
 #
 # Writes docs/figures/bench-scaling-{centres,history,batch,users}.{csv,png}. Models are compiled
 # into target/bench-scaling/ and deleted after each point; the users sweep runs last (its largest
@@ -20,8 +20,8 @@ cd "$(dirname "$0")/.."
 SWEEPS=("$@")
 [[ ${#SWEEPS[@]} -gt 0 ]] || SWEEPS=(centres history batch users)
 
-cargo build --release -p uie-e2e --example bench_scaling
-BIN=target/release/examples/bench_scaling
+cargo build --release -p uie-bench --bin bench_scaling
+BIN=target/release/bench_scaling
 for sweep in "${SWEEPS[@]}"; do
     echo "== $sweep; load: $(uptime)"
     "$BIN" run --sweep "$sweep" --work target/bench-scaling --figures docs/figures \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training speed and memory (issue 6): uie-train on Protocol A (census PLE) and Protocol B
+# Training speed and memory: uie-train on Protocol A (census PLE) and Protocol B
 # (MovieLens PLE and full UIE), and the same census PLE in PyTorch (CPU, PyPI wheel, same rows,
 # same initial weights, same threads). Per run: samples/s of the optimisation steps, where the time
 # goes (from the trainer's per-epoch timings in best/history.json), peak RSS (/usr/bin/time -v).
@@ -60,9 +60,9 @@ for r in $(seq 1 "$repeats"); do
       run "uiebase-census-ple-t$t-r$r" "$t" "$baseline" train --config "$census" --seed 1 \
         --epochs "$epochs_a" --out "$out/runs/uiebase-census-ple-t$t-r$r" --quiet
     fi
-    run "torch-census-ple-t$t-r$r" "$t" "$py" scripts/bench/ple_torch.py \
+    run "torch-census-ple-t$t-r$r" "$t" "$py" crates/uie-bench/python/train/ple_torch.py \
       --export "$out/export-census" --config "$census" --threads "$t" --epochs "$epochs_a" --seed 1
-    run "torchfused-census-ple-t$t-r$r" "$t" "$py" scripts/bench/ple_torch.py \
+    run "torchfused-census-ple-t$t-r$r" "$t" "$py" crates/uie-bench/python/train/ple_torch.py \
       --export "$out/export-census" --config "$census" --threads "$t" --epochs "$epochs_a" --seed 1 \
       --adam fused
     if [ "$protocol_b" = 1 ]; then
@@ -88,6 +88,6 @@ torch_version="$("$py" -c 'import torch; print(torch.__version__)')"
   echo "- Commit: \`$commit\`; machine: $(nproc) cores, $cpu, $(free -g | awk '/^Mem:/ {print $2}') GiB; date: $(date -u +%Y-%m-%d)."
   echo "- PyTorch: $torch_version from PyPI (CPU only used); uie-train: dfdx 0.13 (gemm matmuls on rayon, the rest single-threaded)."
   echo
-  "$py" scripts/bench/train_table.py "$out/runs"
+  "$py" crates/uie-bench/python/train/train_table.py "$out/runs"
 } > "$out/report.md"
 cat "$out/report.md"

@@ -16,7 +16,6 @@ use uie_model::schema::{MEMORY_UCBE, MEMORY_UCSE, MEMORY_UPE};
 use uie_model::{Checkpoint, Config, Plan, Tensor, TensorData, TensorMap};
 use uie_train::data::Splits;
 
-pub mod latency;
 pub mod rewrite_parity;
 
 /// The repository root.
@@ -47,7 +46,9 @@ fn script(name: &str) -> PathBuf {
     repo_root().join("tests/python").join(name)
 }
 
-fn tensor_json(t: &Tensor) -> serde_json::Value {
+/// A tensor as the JSON the Python side reads and writes:
+/// `{"dtype": "float32"|"int64", "shape": [...], "data": [...]}`.
+pub fn tensor_json(t: &Tensor) -> serde_json::Value {
     match &t.data {
         TensorData::F32(v) => json!({"dtype": "float32", "shape": t.shape, "data": v}),
         TensorData::I64(v) => json!({"dtype": "int64", "shape": t.shape, "data": v}),

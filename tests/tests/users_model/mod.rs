@@ -1,18 +1,14 @@
 //! A PLE + UIE model with UCBE only, whose personalised user memory `memory.personal` has one row
 //! per user-id bucket (`users × 32` f32, `uie-model.md` §4; the user-id embedding `embed.user_id`
 //! is `users × 8`): the checkpoint with seeded random weights, rows with ids in range, negative,
-//! huge and extreme, and the timed ONNX Runtime runner. Shared by the external-data test and the
-//! 10-million-user benchmark.
+//! huge and extreme. Used by the external-data test.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 
-use serde_json::json;
 use uie_e2e::random_checkpoint;
-use uie_model::{Checkpoint, Config, RawBatch, Tensor};
+use uie_model::{Checkpoint, Config, RawBatch};
 
 /// Width of the personalised memory rows (the auxiliary width `d` of §4).
 pub const AUX_DIM: usize = 32;
@@ -100,54 +96,5 @@ pub fn rows(users: usize, n: usize) -> RawBatch {
         ]),
         dense: (0..n).map(|i| i as f32 * 3.5 - 10.0).collect(),
         history: None,
-    }
-}
-
-/// One timed ONNX Runtime run (optimisations all, one thread).
-pub struct OrtTimed {
-    /// Seconds to create the session (load the model and its external data).
-    pub load_s: f64,
-    /// Seconds of the run.
-    pub run_s: f64,
-    /// `probs`, row-major.
-    pub probs: Vec<f32>,
-}
-
-/// Loads and runs a model in ONNX Runtime from its path through `tests/python/ort_timed.py`.
-pub fn ort_timed(model: &Path, inputs: &[(String, Tensor)]) -> OrtTimed {
-    let dir = tempfile::tempdir().expect("tmp");
-    let feeds: serde_json::Map<String, serde_json::Value> = inputs
-        .iter()
-        .map(|(n, t)| {
-            let v = match (t.as_f32(), t.as_i64()) {
-                (Some(f), _) => json!({"dtype": "float32", "shape": t.shape, "data": f}),
-                (_, Some(i)) => json!({"dtype": "int64", "shape": t.shape, "data": i}),
-                _ => panic!("dtype"),
-            };
-            (n.clone(), v)
-        })
-        .collect();
-    let feeds_path = dir.path().join("feeds.json");
-    let out_path = dir.path().join("out.json");
-    std::fs::write(&feeds_path, serde_json::to_vec(&feeds).expect("json")).expect("write");
-    let status = Command::new(uie_e2e::python().expect("python"))
-        .arg(uie_e2e::repo_root().join("tests/python/ort_timed.py"))
-        .arg(model)
-        .arg(&feeds_path)
-        .arg(&out_path)
-        .status()
-        .expect("python starts");
-    assert!(status.success(), "ort_timed.py failed ({status})");
-    let out: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&out_path).expect("out")).expect("json");
-    OrtTimed {
-        load_s: out["load_s"].as_f64().expect("load_s"),
-        run_s: out["run_s"].as_f64().expect("run_s"),
-        probs: out["probs"]
-            .as_array()
-            .expect("probs")
-            .iter()
-            .map(|x| x.as_f64().expect("number") as f32)
-            .collect(),
     }
 }

@@ -7,12 +7,12 @@
 //! Reads the files `scripts/bench-retrieval.sh` writes (`target/bench-retrieval/model.onnx` and
 //! `inputs_<n>.json`).
 //!
-//! Usage: `cargo run --release -p uie-e2e --example rewrites [rounds at batch 1]`
+//! Usage: `cargo run --release -p uie-bench --bin rewrites [rounds at batch 1]`
 
 use std::path::Path;
 use std::time::Instant;
 
-use uie_e2e::latency::{read_batch_values, run_inputs};
+use uie_bench::latency::{read_batch_values, run_inputs};
 use uie_runtime::engine::{Engine, EngineOptions};
 use uie_runtime::RewriteName;
 
@@ -22,7 +22,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-retrieval");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-retrieval");
     let rounds1: usize = std::env::args()
         .nth(1)
         .map(|s| s.parse())

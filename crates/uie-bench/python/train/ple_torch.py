@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The PLE of a uie census config, trained in PyTorch (CPU) on the rows `uie-train export` wrote:
-the PyTorch baseline of scripts/bench-train.sh (issue 6, Protocol A).
+the PyTorch baseline of scripts/bench-train.sh (Protocol A).
 
 Same data (the trainer's train/val/test rows, read from the export's safetensors), same initial
 weights (the export's init.safetensors, i.e. what `uie-train train` starts from with that seed),

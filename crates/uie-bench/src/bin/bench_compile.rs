@@ -1,22 +1,24 @@
-//! The compile benchmark behind `scripts/bench-compile.sh` (ignored by the default test run: at
-//! 10 million users it needs several GB of memory and minutes). Two steps the script drives around
-//! the timed `uie-compile build` runs:
+//! The compile benchmark's helper binary behind `scripts/bench-compile.sh` (at 10 million users it
+//! needs several GB of memory and minutes). Two steps the script drives around the timed
+//! `uie-compile build` runs:
 //!
-//! - `bench_write_checkpoint`: writes `$UIE_BENCH_DIR/ckpt`, the full-UIE MovieLens model of
-//!   `models/movielens-uie.toml` (UPE, UCBE and UCSE on) with `user_id` hashed into
-//!   `$UIE_BENCH_USERS` buckets, so its personalised memory `memory.personal` (UCBE's `P`, the
-//!   largest table) has one row of 32 f32 per user; seeded random weights. Prints the largest
-//!   table's name and byte size on a line `largest-table <name> <bytes>` for the script.
-//! - `bench_run_models`: loads `$UIE_BENCH_DIR/model.onnx` from its path in tract (plain and
-//!   optimised) and ONNX Runtime, runs a few rows (user ids in range, negative and huge; a
-//!   history), checks they agree by `uie-model.md` §7 and prints load and run times.
-
-mod users_model;
+//! - `write-checkpoint --dir DIR --users U`: writes `DIR/ckpt`, the full-UIE MovieLens model of
+//!   `models/movielens-uie.toml` (UPE, UCBE and UCSE on) with `user_id` hashed into `U` buckets,
+//!   so its personalised memory `memory.personal` (UCBE's `P`, the largest table) has one row of
+//!   32 f32 per user; seeded random weights. Prints the largest table's name and byte size on a
+//!   line `largest-table <name> <bytes>` for the script.
+//! - `run-models --dir DIR --users U`: loads `DIR/model.onnx` from its path in tract (plain and
+//!   optimised) and ONNX Runtime (`python/ort_timed.py`, the test venv's Python), runs a few rows
+//!   (user ids in range, negative and huge; a history), checks they agree by `uie-model.md` §7
+//!   and prints load and run times.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use uie_bench::ort::ort_timed;
 use uie_compile::verify::{batch_inputs, run_engine};
 use uie_model::parity::within_tolerance;
 use uie_model::{Config, History, RawBatch};
@@ -24,30 +26,45 @@ use uie_runtime::{Engine, EngineOptions};
 
 const ROWS: usize = 16;
 
-fn bench_dir() -> PathBuf {
-    PathBuf::from(std::env::var_os("UIE_BENCH_DIR").expect("set UIE_BENCH_DIR"))
+#[derive(Parser)]
+#[command(about = "steps of the compile benchmark (scripts/bench-compile.sh)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
 }
 
-fn users() -> usize {
-    std::env::var("UIE_BENCH_USERS")
-        .ok()
-        .map(|s| s.parse().expect("UIE_BENCH_USERS is a number"))
-        .unwrap_or(10_000_000)
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write `<dir>/ckpt` with seeded random weights; print `largest-table <name> <bytes>`.
+    WriteCheckpoint(Target),
+    /// Run `<dir>/model.onnx` in tract and ONNX Runtime and check they agree.
+    RunModels(Target),
+}
+
+/// The benchmark directory and the number of `user_id` buckets.
+#[derive(Args)]
+struct Target {
+    /// The benchmark directory (holds `ckpt/` and `model.onnx`).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Buckets of `user_id`: rows of the personalised memory.
+    #[arg(long, default_value_t = 10_000_000)]
+    users: usize,
 }
 
 /// `models/movielens-uie.toml` with `user_id` in `users` buckets.
-fn config(users: usize) -> Config {
+fn config(users: usize) -> Result<Config> {
     let mut config = Config::load(&uie_e2e::repo_root().join("models/movielens-uie.toml"))
-        .expect("models/movielens-uie.toml");
+        .context("models/movielens-uie.toml")?;
     let field = config
         .features
         .categorical
         .iter_mut()
         .find(|f| f.name == "user_id")
-        .expect("a user_id field");
+        .context("a user_id field")?;
     field.buckets = users;
-    config.validate().expect("valid config");
-    config
+    config.validate().context("valid config")?;
+    Ok(config)
 }
 
 /// `n` rows for `config`: every categorical id drawn from a pool of in-range, negative, huge and
@@ -95,35 +112,32 @@ fn rows(config: &Config, n: usize) -> RawBatch {
     }
 }
 
-#[test]
-#[ignore = "big-memory benchmark: run scripts/bench-compile.sh"]
-fn bench_write_checkpoint() {
+fn write_checkpoint(target: &Target) -> Result<()> {
     let t = Instant::now();
-    let ck = uie_e2e::random_checkpoint(config(users()), 11, 0.5, "uie-e2e bench_compile");
+    let ck = uie_e2e::random_checkpoint(config(target.users)?, 11, 0.5, "uie-bench bench_compile");
     let generated = t.elapsed();
     let (name, bytes) = ck
         .weights
         .iter()
         .map(|(n, t)| (n.clone(), t.shape.iter().product::<usize>() * 4))
         .max_by_key(|(_, b)| *b)
-        .expect("weights");
-    ck.write(&bench_dir().join("ckpt")).expect("checkpoint");
+        .context("weights")?;
+    ck.write(&target.dir.join("ckpt")).context("checkpoint")?;
     println!(
         "checkpoint: {} users: generated in {:.1?}, written in {:.1?}",
-        users(),
+        target.users,
         generated,
         t.elapsed() - generated
     );
     println!("largest-table {name} {bytes}");
+    Ok(())
 }
 
-#[test]
-#[ignore = "big-memory benchmark: run scripts/bench-compile.sh"]
-fn bench_run_models() {
-    let model = bench_dir().join("model.onnx");
-    let config = config(users());
+fn run_models(target: &Target) -> Result<()> {
+    let model = target.dir.join("model.onnx");
+    let config = config(target.users)?;
     let batch = rows(&config, ROWS);
-    let inputs = batch_inputs(&config, &batch).expect("inputs");
+    let inputs = batch_inputs(&config, &batch).context("inputs")?;
     let mut results = Vec::new();
     for optimize in [false, true] {
         let t = Instant::now();
@@ -134,10 +148,10 @@ fn bench_run_models() {
                 ..EngineOptions::default()
             },
         )
-        .expect("tract loads");
+        .context("tract loads")?;
         let load = t.elapsed();
         let t = Instant::now();
-        let outs = run_engine(&engine, &inputs, "tract").expect("tract runs");
+        let outs = run_engine(&engine, &inputs, "tract").context("tract runs")?;
         let run = t.elapsed();
         drop(engine);
         let label = if optimize {
@@ -146,17 +160,27 @@ fn bench_run_models() {
             "tract-plain"
         };
         println!("{label}: load {load:.2?}, run {ROWS} rows {run:.2?}");
-        let probs = outs[0].1.as_f32().expect("f32").to_vec();
+        let probs = outs
+            .first()
+            .and_then(|(_, t)| t.as_f32())
+            .context("f32 probs")?
+            .to_vec();
         results.push((label, probs));
     }
-    let ort = users_model::ort_timed(&model, &inputs);
+    let ort = ort_timed(&model, &inputs)?;
     println!(
         "onnxruntime: load {:.1}ms, run {ROWS} rows {:.2}ms",
         ort.load_s * 1e3,
         ort.run_s * 1e3
     );
     for (label, probs) in &results {
-        assert_eq!(probs.len(), ort.probs.len());
+        if probs.len() != ort.probs.len() {
+            bail!(
+                "{label}: {} probs, ONNX Runtime {}",
+                probs.len(),
+                ort.probs.len()
+            );
+        }
         let worst = probs
             .iter()
             .zip(&ort.probs)
@@ -168,7 +192,17 @@ fn bench_run_models() {
             .filter(|(a, b)| !within_tolerance(**a, **b))
             .count();
         println!("{label} vs onnxruntime: max |diff| {worst:e}, {bad} outside the §7 rule");
-        assert_eq!(bad, 0, "{label} disagrees with ONNX Runtime");
+        if bad != 0 {
+            bail!("{label} disagrees with ONNX Runtime");
+        }
     }
     println!("probs[0..4] = {:?}", &ort.probs[..4.min(ort.probs.len())]);
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::WriteCheckpoint(target) => write_checkpoint(&target),
+        Cmd::RunModels(target) => run_models(&target),
+    }
 }

@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use uie_bench::latency::write_inputs_json;
 use uie_compile::verify::batch_inputs;
-use uie_e2e::latency::write_inputs_json;
 use uie_model::{Checkpoint, Config, Tensor};
 use uie_runtime::engine::{Engine, EngineOptions};
 use uie_runtime::RewriteName;
@@ -24,7 +24,7 @@ use uie_train::{train, TrainOptions};
 const BATCHES: [usize; 3] = [1, 16, 256];
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Named model inputs of one batch.

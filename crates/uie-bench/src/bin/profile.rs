@@ -7,12 +7,12 @@
 //! directory given as the second (e.g. those `bench_scaling run --keep` leaves), at the batch
 //! sizes given as the third (comma-separated; default 1,16,256).
 //!
-//! Usage: `cargo run --release -p uie-e2e --example profile [model.onnx [inputs-dir [batches]]]`
+//! Usage: `cargo run --release -p uie-bench --bin profile [model.onnx [inputs-dir [batches]]]`
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use uie_e2e::latency::{read_batch_values, run_inputs};
+use uie_bench::latency::{read_batch_values, run_inputs};
 use uie_runtime::engine::{Engine, EngineOptions, NodeTime};
 
 fn prefix(name: &str) -> String {
@@ -40,7 +40,7 @@ fn table(title: &str, total: u128, rows: BTreeMap<String, (u128, usize)>, per_ru
 }
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-retrieval");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-retrieval");
     let model = std::env::args()
         .nth(1)
         .map(PathBuf::from)

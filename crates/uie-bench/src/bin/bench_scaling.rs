@@ -21,7 +21,7 @@
 //! every PNG from the CSVs. `run --no-fuse` times tract with the fused retrieval off (engine
 //! `tract-nofuse`; give it its own `--figures` directory), `--no-ort` skips ONNX Runtime. A timed
 //! tract call is `Model::predict` on a prepared batch (see
-//! `bench_inference.rs`); the ONNX Runtime side is `tests/python/bench_ort.py cases`.
+//! `bench_inference.rs`); the ONNX Runtime side is `python/bench_ort.py cases`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,10 +32,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use uie_bench::latency::{summarise, time_calls, write_inputs_json, Budget};
 use uie_compile::onnx::{is_data_file_of, write_model, ExternalDataOptions, WriteOptions};
 use uie_compile::pipeline::build_graph;
 use uie_compile::verify::batch_inputs;
-use uie_e2e::latency::{summarise, time_calls, write_inputs_json, Budget};
 use uie_e2e::{python, random_checkpoint, repo_root, Rng};
 use uie_model::batch::History;
 use uie_model::{Config, RawBatch};
@@ -115,7 +115,7 @@ enum Cmd {
         #[arg(long)]
         no_fuse: bool,
         /// Keep the last point's model (`<work>/<sweep>.onnx`) and inputs
-        /// (`<work>/inputs_<n>.json`), for `cargo run --release -p uie-e2e --example profile --
+        /// (`<work>/inputs_<n>.json`), for `cargo run --release -p uie-bench --bin profile --
         /// <work>/<sweep>.onnx <work>`.
         #[arg(long)]
         keep: bool,
@@ -259,7 +259,7 @@ fn read_csv(path: &Path) -> Result<Vec<Row>> {
 /// Compiles a seeded random checkpoint of `config` to `model` (external data when asked).
 fn compile(config: &Config, model: &Path, external: bool, seed: u64) -> Result<()> {
     let t = Instant::now();
-    let ck = random_checkpoint(config.clone(), seed, 0.1, "uie-e2e bench_scaling");
+    let ck = random_checkpoint(config.clone(), seed, 0.1, "uie-bench bench_scaling");
     let graph = build_graph(&ck)?;
     drop(ck);
     let write = WriteOptions {
@@ -342,7 +342,7 @@ fn measure(
         return Ok(out);
     }
     let output = Command::new(python()?)
-        .arg(repo_root().join("tests/python/bench_ort.py"))
+        .arg(repo_root().join("crates/uie-bench/python/bench_ort.py"))
         .args(["cases", "--model"])
         .arg(model)
         .arg("--feeds")
@@ -475,7 +475,7 @@ fn run(
 // ---------------------------------------------------------------- plots
 
 /// DejaVu Sans, the font `uie-train` embeds for its plots (licence beside it).
-static FONT: &[u8] = include_bytes!("../../crates/uie-train/assets/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../../uie-train/assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 const WIDTH: u32 = 1200;
 const PANEL_HEIGHT: u32 = 520;

@@ -9,7 +9,7 @@
 //! - `emit_inline`: the finished graph to ONNX bytes ([`onnx::to_model_bytes`]);
 //! - `compile`: all of it from a borrowed checkpoint ([`uie_compile::compile`]).
 //!
-//! Run: `cargo bench -p uie-compile --bench compile`.
+//! Run: `cargo bench -p uie-bench --bench compile`.
 
 #![allow(missing_docs)] // criterion_group! defines an undocumented pub fn.
 

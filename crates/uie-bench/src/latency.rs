@@ -1,7 +1,7 @@
-//! Latency measurement shared by the inference and scaling benchmarks (`examples/bench_inference.rs`,
-//! `examples/bench_scaling.rs`) and the files they share with the ONNX Runtime side
-//! (`tests/python/bench_ort.py`): per-call samples, percentiles, and named input tensors as JSON
-//! (also read by the timing examples `compare_options`, `rewrites` and `profile`).
+//! Latency measurement shared by the inference and scaling benchmarks (`src/bin/bench_inference.rs`,
+//! `src/bin/bench_scaling.rs`) and the files they share with the ONNX Runtime side
+//! (`python/bench_ort.py`): per-call samples, percentiles, and named input tensors as JSON (also
+//! read by the timing binaries `compare_options`, `rewrites` and `profile`).
 //!
 //! Percentiles interpolate linearly between the closest ranks (numpy's default), so the Rust and the
 //! Python side summarise their samples by the same rule.
@@ -97,7 +97,7 @@ pub fn inputs_to_json(inputs: &[(String, Tensor)]) -> serde_json::Value {
     serde_json::Value::Object(
         inputs
             .iter()
-            .map(|(name, t)| (name.clone(), crate::tensor_json(t)))
+            .map(|(name, t)| (name.clone(), uie_e2e::tensor_json(t)))
             .collect(),
     )
 }

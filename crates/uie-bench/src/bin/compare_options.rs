@@ -8,7 +8,7 @@
 //! Reads the files `scripts/bench-retrieval.sh` writes (`target/bench-retrieval/model.onnx` and
 //! `inputs_<n>.json`).
 //!
-//! Usage: `cargo run --release -p uie-e2e --example compare_options [rounds] [default]` (or
+//! Usage: `cargo run --release -p uie-bench --bin compare_options [rounds] [default]` (or
 //! `scripts/bench-attention.sh`); with `default`, only the default options are timed and one
 //! line `batch <n> <µs>` per batch size is printed (the script interleaves these runs with ONNX
 //! Runtime).
@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use uie_e2e::latency::{read_batch_values, run_inputs};
+use uie_bench::latency::{read_batch_values, run_inputs};
 use uie_runtime::engine::{Engine, EngineOptions};
 use uie_runtime::RewriteName;
 
@@ -32,7 +32,7 @@ fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(21);
     let default_only = std::env::args().nth(2).as_deref() == Some("default");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-retrieval");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-retrieval");
     let model = root.join("model.onnx");
     let all = EngineOptions::default();
     let variants = [

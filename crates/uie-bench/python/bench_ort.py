@@ -1,10 +1,10 @@
-"""The ONNX Runtime side of the inference and scaling benchmarks (issue 6).
+"""The ONNX Runtime side of the inference and scaling benchmarks.
 
 Two commands:
 
   compare --model M --inputs DIR --tract BIN [--batches 1,16,256] [--threads 1,2] [--rounds 3]
           [--seconds 1.0] [--min-calls 100] [--warmup 20] [--json OUT]
-      Starts the tract harness (`BIN serve`, tests/examples/bench_inference.rs) on the same model
+      Starts the tract harness (`BIN serve`, src/bin/bench_inference.rs) on the same model
       and inputs, then for each round and batch size times, in turn, tract with the runtime's
       default options, plain tract (the runtime's rewrites and register clearing off), and ONNX Runtime with each intra-op
       thread count, each for a chunk of at least SECONDS and MIN_CALLS calls after WARMUP untimed
@@ -182,13 +182,13 @@ def cmd_compare(a):
             continue
         ratio = summary[f"ort-{t1}/{n}"]["p50_us"] / summary[f"tract/{n}"]["p50_us"]
         verdict = "met" if ratio >= want else "NOT met"
-        print(f"issue 6 target at batch {n}: tract p50 {text} ONNX Runtime ({t1} thread): "
+        print(f"target at batch {n}: tract p50 {text} ONNX Runtime ({t1} thread): "
               f"ORT/tract = {ratio:.2f}× → {verdict}")
     for n in batches:
         ratio = summary[f"ort-{t1}/{n}"]["p50_us"] / summary[f"tract/{n}"]["p50_us"]
         want, text = (1.25, "at least 1.25× faster than") if n == 1 else (1.0, "no slower than")
         verdict = "met" if ratio >= want else "NOT met"
-        print(f"issue 8 target at batch {n}: tract p50 {text} ONNX Runtime ({t1} thread): "
+        print(f"target at batch {n}: tract p50 {text} ONNX Runtime ({t1} thread): "
               f"ORT/tract = {ratio:.2f}× → {verdict}")
 
 

@@ -8,12 +8,12 @@
 //! - `from_tensors`: [`RawBatch::from_tensors`] (a KServe-style request of named tensors to a
 //!   [`RawBatch`], tensors cloned first).
 //!
-//! This crate never links the compiler, so the model is a file: `$UIE_BENCH_MODEL`, default
+//! The model is a file: `$UIE_BENCH_MODEL`, default
 //! `target/bench-inference/model.onnx` with the inputs `inputs_1.json` and `inputs_256.json` beside
 //! it, written by `scripts/bench-inference.sh` (or
-//! `cargo run --release -p uie-e2e --example bench_inference -- prepare`).
+//! `cargo run --release -p uie-bench --bin bench_inference -- prepare`).
 //!
-//! Run: `cargo bench -p uie-runtime --bench predict`
+//! Run: `cargo bench -p uie-bench --bench predict`
 
 #![allow(missing_docs)] // criterion_group! defines an undocumented pub fn.
 

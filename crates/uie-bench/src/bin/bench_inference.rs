@@ -1,7 +1,7 @@
 //! The tract side of the inference benchmark (`scripts/bench-inference.sh`): the compiled
 //! MovieLens model through the public `uie-runtime` API (`Model::load_with`, `Model::predict`, one
 //! thread: tract runs a plan on the calling thread), against ONNX Runtime on the same file and the
-//! same inputs (`tests/python/bench_ort.py`).
+//! same inputs (`python/bench_ort.py`).
 //!
 //! - `prepare [--checkpoint DIR] [--out DIR]`: compiles the checkpoint (default
 //!   `out/protocol-b/full-uie-s2/best`; trained briefly when absent) to `<out>/model.onnx` and writes
@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
+use uie_bench::latency::{read_batch_values, summarise, time_calls, write_inputs_json, Budget};
 use uie_compile::verify::batch_inputs;
-use uie_e2e::latency::{read_batch_values, summarise, time_calls, write_inputs_json, Budget};
 use uie_e2e::repo_root;
 use uie_model::Checkpoint;
 use uie_runtime::{EngineOptions, Model, RawBatch, RewriteName};
@@ -53,7 +53,7 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
         batches: Vec<usize>,
     },
-    /// Answer timing requests on stdin (used by tests/python/bench_ort.py).
+    /// Answer timing requests on stdin (used by python/bench_ort.py).
     Serve {
         #[command(flatten)]
         files: Files,
