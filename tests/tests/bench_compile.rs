@@ -99,7 +99,12 @@ fn rows(config: &Config, n: usize) -> RawBatch {
 #[ignore = "big-memory benchmark: run scripts/bench-compile.sh"]
 fn bench_write_checkpoint() {
     let t = Instant::now();
-    let ck = uie_e2e::random_checkpoint(config(users()), 11, 0.5, "uie-e2e bench_compile");
+    let ck = uie_testkit::checkpoints::random_checkpoint(
+        config(users()),
+        11,
+        0.5,
+        "uie-e2e bench_compile",
+    );
     let generated = t.elapsed();
     let (name, bytes) = ck
         .weights

@@ -5,9 +5,11 @@ mod common;
 
 use std::process::Command;
 
-use common::{checkpoint, config, reference_probs, rows, TINY};
+use common::reference_probs;
 use uie_model::checkpoint::{files, to_safetensors};
 use uie_model::Tensor;
+use uie_testkit::checkpoints::{checkpoint, rows};
+use uie_testkit::configs::{config, TINY_PLE};
 
 fn run(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_uie-compile"))
@@ -24,7 +26,7 @@ fn run(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
 #[test]
 fn build_inspect_verify_dump() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut ck = checkpoint(config(TINY), 21);
+    let mut ck = checkpoint(config(TINY_PLE), 21);
     let batch = rows(&ck.config, 16, 22);
     let probs = reference_probs(&ck, &batch);
     ck.golden = Some(batch.to_golden(&ck.config, probs.as_f32().expect("f32")));
@@ -90,7 +92,7 @@ fn build_inspect_verify_dump() {
 #[test]
 fn a_bad_checkpoint_is_a_readable_error() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut ck = checkpoint(config(TINY), 23);
+    let mut ck = checkpoint(config(TINY_PLE), 23);
     let dir = tmp.path().join("ckpt");
     ck.write(&dir).expect("write");
     ck.weights.insert(

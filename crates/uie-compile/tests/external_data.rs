@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{assert_close, checkpoint, config, rows, tract_probs, TINY};
+use common::tract_probs;
 use sha2::{Digest, Sha256};
 use uie_compile::ir::{Dim, Dtype, Graph, Op, TensorType};
 use uie_compile::onnx::{self, ExternalDataOptions, WriteOptions};
@@ -18,6 +18,9 @@ use uie_compile::verify::{batch_inputs, run_engine};
 use uie_compile::{compile, pipeline};
 use uie_model::{Checkpoint, Tensor};
 use uie_runtime::engine::{Engine, EngineOptions};
+use uie_testkit::assertions::{assert_close, listing};
+use uie_testkit::checkpoints::{checkpoint, rows, uie_checkpoint};
+use uie_testkit::configs::{config, TINY_PLE};
 
 fn external(threshold: u64) -> WriteOptions {
     WriteOptions {
@@ -51,7 +54,7 @@ fn tract_probs_path(path: &Path, optimize: bool, ck: &Checkpoint, n: usize) -> T
 
 /// The one data file of the model file `model` in `dir` (`<model>.<16 hex>.data`), by name.
 fn data_name(dir: &Path, model: &str) -> String {
-    let names: Vec<String> = common::listing(dir)
+    let names: Vec<String> = listing(dir)
         .into_iter()
         .filter(|n| onnx::is_data_file_of(model, n))
         .collect();
@@ -62,7 +65,7 @@ fn data_name(dir: &Path, model: &str) -> String {
 #[test]
 fn every_initializer_external_aligned_and_tract_matches_inline() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let ck = checkpoint(config(TINY), 31);
+    let ck = checkpoint(config(TINY_PLE), 31);
     let model = tmp.path().join("model.onnx");
     let report = write(&ck, &model, &external(0));
     let data = report.data.as_ref().expect("a data file");
@@ -76,7 +79,7 @@ fn every_initializer_external_aligned_and_tract_matches_inline() {
     assert_eq!(data.path, tmp.path().join(&location));
     assert_eq!(bytes.len() as u64, data.bytes);
     assert_eq!(
-        common::listing(tmp.path()),
+        listing(tmp.path()),
         vec!["model.onnx".to_string(), location.clone()]
     );
 
@@ -107,7 +110,7 @@ fn every_initializer_external_aligned_and_tract_matches_inline() {
 #[test]
 fn only_tables_at_or_above_the_threshold_go_external() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let ck = checkpoint(config(TINY), 32);
+    let ck = checkpoint(config(TINY_PLE), 32);
     let model = tmp.path().join("m.onnx");
     // embed.item_id is 11×3 f32 = 132 bytes, embed.education 7×3 = 84 bytes.
     write(&ck, &model, &external(100));
@@ -127,14 +130,14 @@ fn only_tables_at_or_above_the_threshold_go_external() {
     let solo = tmp.path().join("solo.onnx");
     let report = write(&ck, &solo, &external(1 << 30));
     assert!(report.data.is_none());
-    assert!(!common::listing(tmp.path())
+    assert!(!listing(tmp.path())
         .iter()
         .any(|n| n.starts_with("solo.onnx.")));
 }
 
 #[test]
 fn two_compiles_are_byte_identical() {
-    let ck = checkpoint(config(TINY), 33);
+    let ck = checkpoint(config(TINY_PLE), 33);
     let (a, b) = (
         tempfile::tempdir().expect("a"),
         tempfile::tempdir().expect("b"),
@@ -144,10 +147,10 @@ fn two_compiles_are_byte_identical() {
     }
     let data = data_name(a.path(), "model.onnx");
     assert_eq!(
-        common::listing(a.path()),
+        listing(a.path()),
         vec!["model.onnx".to_string(), data.clone()]
     );
-    assert_eq!(common::listing(a.path()), common::listing(b.path()));
+    assert_eq!(listing(a.path()), listing(b.path()));
     for f in ["model.onnx", data.as_str()] {
         let x = std::fs::read(a.path().join(f)).expect("a");
         let y = std::fs::read(b.path().join(f)).expect("b");
@@ -155,14 +158,17 @@ fn two_compiles_are_byte_identical() {
     }
     // Compiling again over the same output keeps the same two files.
     write(&ck, &a.path().join("model.onnx"), &external(64));
-    assert_eq!(common::listing(a.path()), common::listing(b.path()));
+    assert_eq!(listing(a.path()), listing(b.path()));
 }
 
 #[test]
 fn replacing_an_output_removes_the_data_files_the_new_model_does_not_reference() {
     let tmp = tempfile::tempdir().expect("tmp");
     let model = tmp.path().join("model.onnx");
-    let (ck_a, ck_b) = (checkpoint(config(TINY), 41), checkpoint(config(TINY), 42));
+    let (ck_a, ck_b) = (
+        checkpoint(config(TINY_PLE), 41),
+        checkpoint(config(TINY_PLE), 42),
+    );
     write(&ck_a, &model, &external(64));
     let data_a = data_name(tmp.path(), "model.onnx");
     // Leftovers of earlier runs: the pre-hash data file name, a temporary of a killed writer
@@ -186,7 +192,7 @@ fn replacing_an_output_removes_the_data_files_the_new_model_does_not_reference()
         "other.onnx.0123456789abcdef.data".to_string(),
     ];
     want.sort();
-    assert_eq!(common::listing(tmp.path()), want);
+    assert_eq!(listing(tmp.path()), want);
     let got = tract_probs_path(&model, true, &ck_b, 4);
     let expected = tract_probs(
         &compile(&ck_b).expect("inline"),
@@ -197,7 +203,7 @@ fn replacing_an_output_removes_the_data_files_the_new_model_does_not_reference()
     assert_close("replaced", &got, &expected);
     // An inline model over it leaves no data file of its name.
     write(&ck_a, &model, &WriteOptions::default());
-    assert!(!common::listing(tmp.path())
+    assert!(!listing(tmp.path())
         .iter()
         .any(|n| onnx::is_data_file_of("model.onnx", n)));
 }
@@ -223,7 +229,7 @@ fn past_the_inline_limit_external_data_is_automatic() {
     let solo = tmp.path().join("solo.onnx");
     let report = onnx::write_model(&graph, &solo, &WriteOptions::default()).expect("write");
     assert!(!report.automatic && report.data.is_none());
-    assert!(!common::listing(tmp.path())
+    assert!(!listing(tmp.path())
         .iter()
         .any(|n| n.starts_with("solo.onnx.")));
 }
@@ -231,7 +237,7 @@ fn past_the_inline_limit_external_data_is_automatic() {
 #[test]
 fn a_failed_write_leaves_no_partial_file() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let ck = checkpoint(config(TINY), 35);
+    let ck = checkpoint(config(TINY_PLE), 35);
     let graph = pipeline::build_graph(&ck).expect("graph");
 
     // The output's parent is a regular file.
@@ -239,7 +245,7 @@ fn a_failed_write_leaves_no_partial_file() {
     std::fs::write(&file, b"x").expect("file");
     let err = onnx::write_model(&graph, &file.join("model.onnx"), &external(0));
     assert!(err.is_err());
-    assert_eq!(common::listing(tmp.path()), vec!["not-a-dir"]);
+    assert_eq!(listing(tmp.path()), vec!["not-a-dir"]);
 
     // The data file is written, then renaming the model fails (a directory holds its name):
     // neither the data file nor a temporary remains.
@@ -248,7 +254,7 @@ fn a_failed_write_leaves_no_partial_file() {
     let err = onnx::write_model(&graph, &out.join("model.onnx"), &external(0))
         .expect_err("renaming onto a non-empty directory fails");
     assert!(err.to_string().contains("model.onnx"), "{err}");
-    assert_eq!(common::listing(&out), vec!["model.onnx"]);
+    assert_eq!(listing(&out), vec!["model.onnx"]);
     assert!(out.join("model.onnx").is_dir());
 
     // A bad alignment is an error before anything is written.
@@ -263,7 +269,7 @@ fn a_failed_write_leaves_no_partial_file() {
     std::fs::create_dir(&clean).expect("dir");
     let err = onnx::write_model(&graph, &clean.join("m.onnx"), &opts).expect_err("alignment");
     assert!(err.to_string().contains("power of two"), "{err}");
-    assert!(common::listing(&clean).is_empty());
+    assert!(listing(&clean).is_empty());
 }
 
 /// A graph with a `rows × width` memory table (entry `i` is `i / 2`) and nodes of two UIE
@@ -388,7 +394,7 @@ fn run(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
 #[test]
 fn cli_build_external_and_inspect_summary() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let ck = checkpoint(config(TINY), 36);
+    let ck = checkpoint(config(TINY_PLE), 36);
     let dir = tmp.path().join("ckpt");
     ck.write(&dir).expect("write");
     let model: PathBuf = tmp.path().join("model.onnx");
@@ -439,7 +445,7 @@ fn cli_build_external_and_inspect_summary() {
 #[test]
 fn cli_debug_outputs_and_uie_subgraphs() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let ck = common::uie_checkpoint(37);
+    let ck = uie_checkpoint(37);
     let dir = tmp.path().join("ckpt");
     ck.write(&dir).expect("write");
     let plain = tmp.path().join("plain.onnx");
@@ -492,7 +498,7 @@ fn cli_debug_outputs_and_uie_subgraphs() {
 /// copying path, inline and with external data, for a full-UIE model.
 #[test]
 fn the_owned_path_writes_the_same_bytes_as_the_copying_one() {
-    let ck = common::uie_checkpoint(41);
+    let ck = uie_checkpoint(41);
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("ckpt");
     ck.write(&dir).expect("checkpoint");
@@ -525,9 +531,9 @@ fn the_owned_path_writes_the_same_bytes_as_the_copying_one() {
         .expect("owned external");
     assert!(report.data.expect("data file").tensors > 1);
     // Same file names (the data file is named by its content) and the same bytes.
-    let names = common::listing(&c);
+    let names = listing(&c);
     assert_eq!(names.len(), 2, "model and data file: {names:?}");
-    assert_eq!(names, common::listing(&d));
+    assert_eq!(names, listing(&d));
     for f in &names {
         let (x, y) = (c.join(f), d.join(f));
         let xb = std::fs::read(&x).expect("x");

@@ -4,7 +4,6 @@
 //! - [`schema`]: the model's structure and the name and shape of every tensor it needs.
 //! - [`checkpoint`]: the checkpoint directory (config + safetensors weights), written atomically.
 //! - [`hashing`]: how raw values become int64 ids and ids become embedding rows.
-//! - [`fuzz_input`]: the input formats of the multi-part fuzz targets (`fuzz/`).
 //!
 //! Any trainer that writes a directory following [`checkpoint`] and [`schema`] produces a
 //! checkpoint `uie-compile` can compile; `docs/checkpoint-format.md` spells it out.
@@ -13,7 +12,6 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
-pub mod fuzz_input;
 pub mod hashing;
 pub mod parity;
 pub mod schema;
@@ -24,34 +22,8 @@ pub use config::Config;
 pub use error::ModelError;
 pub use schema::Plan;
 
+/// The fixture configs the unit tests edit and parse (dev-dependency `uie-testkit`).
 #[cfg(test)]
 pub(crate) mod test_support {
-    pub(crate) const SMALL: &str = r#"
-[model]
-name = "tiny"
-embed_dim = 4
-
-[features]
-dense = ["age"]
-
-[[features.categorical]]
-name = "education"
-buckets = 16
-
-[ple]
-levels = 2
-shared_experts = 1
-specific_experts = 1
-expert_hidden = [8]
-
-[[tasks]]
-name = "income"
-tower_hidden = [4]
-
-[[tasks]]
-name = "never_married"
-"#;
-
-    /// A small model with a behaviour sequence and every UIE module on.
-    pub(crate) const SMALL_UIE: &str = include_str!("../../../fixtures/configs/tiny-uie.toml");
+    pub(crate) use uie_testkit::configs::{TINY_CENSUS as SMALL, TINY_UIE as SMALL_UIE};
 }

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
-use uie_e2e::random_checkpoint;
 use uie_model::{Checkpoint, Config, RawBatch, Tensor};
+use uie_testkit::checkpoints::random_checkpoint;
 
 /// Width of the personalised memory rows (the auxiliary width `d` of §4).
 pub const AUX_DIM: usize = 32;

@@ -1,49 +1,24 @@
-//! Data-driven op cases, one-node graphs with their feeds; used by the op tests against tract and
-//! by the end-to-end ONNX Runtime checks.
+//! Data-driven op cases of uie-compile's IR, one-node graphs with their feeds; run by the
+//! compiler's op tests against tract and by the end-to-end ONNX Runtime checks.
 //!
 //! Each case is one node of one [`Op`] whose operands are either graph inputs (fed at run time,
 //! named `in<i>`) or initializers (named `c<i>`); its single graph output is `out`. Two shapes
 //! need more: a multi-output op (`TopK`) exports one of its outputs as `out` (one case per
 //! output), and an op with a bool result (`Greater`, `Less`) is followed by a `Cast` to f32, since
-//! bool values never cross the graph boundary. Shapes are inferred
-//! when the case is built, so a case whose shape rule fails is an error of [`op_cases`]. The data
-//! is deterministic: fixed values chosen for the edge cases (negative ids, ids ≥ 2^40, the int64
-//! extremes, large logits) and seeded pseudo-random values from [`Rng`] elsewhere.
+//! bool values never cross the graph boundary. Shapes are inferred when the case is built, so a
+//! case whose shape rule fails is an error of [`op_cases`]. The data is deterministic: fixed
+//! values chosen for the edge cases (negative ids, ids ≥ 2^40, the int64 extremes, large logits)
+//! and seeded pseudo-random values from [`uie_testkit::Rng`] elsewhere. Outputs are compared with
+//! [`uie_testkit::assertions::compare`].
 //!
 //! [`variant_index`] is an exhaustive `match` over [`Op`]: a new variant does not compile until it
 //! is listed there, and [`op_cases`] refuses to return unless every variant has a case.
 
-use uie_model::parity::within_tolerance;
-use uie_model::{Tensor, TensorData};
-
-use crate::error::CompileError;
-use crate::ir::{Dtype, Graph, TensorType};
-use crate::ops::Op;
-
-/// A small deterministic pseudo-random generator (xorshift64*), for reproducible test data.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator seeded with `seed` (any value, zero included).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// The next 64 pseudo-random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `[lo, hi)`.
-    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
-        lo + (hi - lo) * u
-    }
-}
+use uie_compile::error::CompileError;
+use uie_compile::ir::{Dtype, Graph, TensorType, ValueId};
+use uie_compile::ops::Op;
+use uie_model::Tensor;
+use uie_testkit::Rng;
 
 /// One op case: a one-node graph (shapes inferred) and the tensors to feed its inputs.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,18 +87,7 @@ fn rand(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Tensor {
 /// Builds one case: the node `case/<OpType>` over `inputs`, output `out`, shapes inferred.
 fn case(name: &str, op: Op, inputs: Vec<In>) -> Result<OpCase, CompileError> {
     let mut graph = Graph::new(format!("op_case_{}", name.replace('/', "_")));
-    let mut ids = Vec::new();
-    let mut feeds = Vec::new();
-    for (i, input) in inputs.into_iter().enumerate() {
-        match input {
-            Feed(t) => {
-                let input_name = format!("in{i}");
-                ids.push(graph.add_input(&input_name, TensorType::of(&t))?);
-                feeds.push((input_name, t));
-            }
-            Const(t) => ids.push(graph.add_initializer(&format!("c{i}"), t)?),
-        }
-    }
+    let (ids, feeds) = operands(&mut graph, inputs)?;
     let out = graph.add_op("case", op, &ids, "out")?;
     graph.add_output(out)?;
     graph.infer_shapes()?;
@@ -135,7 +99,7 @@ fn case(name: &str, op: Op, inputs: Vec<In>) -> Result<OpCase, CompileError> {
 }
 
 /// Operand ids and the feeds of a case.
-type Operands = (Vec<crate::ir::ValueId>, Vec<(String, Tensor)>);
+type Operands = (Vec<ValueId>, Vec<(String, Tensor)>);
 
 /// Builds the operands of a case into `graph`, returning their ids and the feeds.
 fn operands(graph: &mut Graph, inputs: Vec<In>) -> Result<Operands, CompileError> {
@@ -443,7 +407,7 @@ pub fn op_cases() -> Result<Vec<OpCase>, CompileError> {
     }
     if let Some(missing) = covered.iter().position(|&c| !c) {
         return Err(CompileError::InvalidGraph(format!(
-            "op cases: no case for Op variant #{missing} (see ops::cases::variant_index)"
+            "op cases: no case for Op variant #{missing} (see uie_op_cases::variant_index)"
         )));
     }
     Ok(cases)
@@ -598,45 +562,6 @@ fn uie_cases() -> Result<Vec<OpCase>, CompileError> {
     ])
 }
 
-/// Compares an engine's output with the reference one: same dtype and shape, exact for int64,
-/// the parity rule of `uie-model.md` §7 ([`within_tolerance`]) for f32. Returns the largest
-/// `|actual − expected|` (0 for int64); the error names the first offending element.
-pub fn compare_outputs(actual: &Tensor, expected: &Tensor) -> Result<f32, CompileError> {
-    let fail = |m: String| Err(CompileError::Verify(m));
-    if actual.shape != expected.shape {
-        return fail(format!(
-            "shape {:?} vs expected {:?}",
-            actual.shape, expected.shape
-        ));
-    }
-    match (&actual.data, &expected.data) {
-        (TensorData::F32(a), TensorData::F32(b)) => {
-            let mut worst = 0.0f32;
-            for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-                let d = (x - y).abs();
-                if !within_tolerance(x, y) {
-                    return fail(format!(
-                        "element {i}: {x} vs expected {y} (|diff| {d:e}) breaks the §7 rule"
-                    ));
-                }
-                worst = worst.max(d);
-            }
-            Ok(worst)
-        }
-        (TensorData::I64(a), TensorData::I64(b)) => {
-            match a.iter().zip(b).position(|(x, y)| x != y) {
-                Some(i) => fail(format!("element {i}: {} vs expected {}", a[i], b[i])),
-                None => Ok(0.0),
-            }
-        }
-        _ => fail(format!(
-            "dtype {} vs expected {}",
-            actual.dtype(),
-            expected.dtype()
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,28 +580,5 @@ mod tests {
             assert_eq!(c.graph.value(out).name, "out", "{}", c.name);
             assert_eq!(c.feeds.len(), c.graph.inputs().len(), "{}", c.name);
         }
-    }
-
-    #[test]
-    fn comparison_is_exact_for_ints_and_relative_for_floats() {
-        let i = |v: &[i64]| Tensor::i64(vec![v.len()], v.to_vec());
-        let f = |v: &[f32]| Tensor::f32(vec![v.len()], v.to_vec());
-        assert_eq!(
-            compare_outputs(&i(&[1, i64::MIN]), &i(&[1, i64::MIN])).ok(),
-            Some(0.0)
-        );
-        assert!(compare_outputs(&i(&[1, 2]), &i(&[1, 3])).is_err());
-        assert!(compare_outputs(&f(&[1.0]), &f(&[1.00005])).is_ok());
-        assert!(compare_outputs(&f(&[1.0]), &f(&[1.001])).is_err());
-        assert!(compare_outputs(&f(&[1.0]), &i(&[1])).is_err());
-        assert!(compare_outputs(&f(&[1.0, 2.0]), &f(&[1.0])).is_err());
-    }
-
-    #[test]
-    fn rng_is_deterministic() {
-        let (mut a, mut b) = (Rng::new(3), Rng::new(3));
-        assert_eq!(a.next_u64(), b.next_u64());
-        let u = a.uniform(-1.0, 1.0);
-        assert!((-1.0..1.0).contains(&u));
     }
 }
