@@ -8,24 +8,16 @@ mod common;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use common::reference_probs;
+use common::{cli_output, reference_probs};
 use uie_model::checkpoint::{files, from_safetensors, to_safetensors};
 use uie_model::Tensor;
 use uie_testkit::checkpoints::{checkpoint, rows};
 use uie_testkit::cli;
 use uie_testkit::configs::{config, TINY_PLE};
 
-fn output(args: &[&OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_uie-compile"))
-        .args(args)
-        .output()
-        .expect("runs")
-}
-
 fn run(args: &[&OsStr]) -> (Option<i32>, String, String) {
-    let out = output(args);
+    let out = cli_output(args);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -35,7 +27,7 @@ fn run(args: &[&OsStr]) -> (Option<i32>, String, String) {
 
 /// Runs the binary, expects exit code 1 and one `error: ` line holding every fragment.
 fn one_line_error(args: &[&OsStr], fragments: &[&str]) -> String {
-    cli::one_line_error(&output(args), fragments)
+    cli::one_line_error(&cli_output(args), fragments)
 }
 
 fn os(s: &str) -> &OsStr {

@@ -3,25 +3,11 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::reference_probs;
+use common::{reference_probs, run_cli};
 use uie_model::checkpoint::{files, to_safetensors};
 use uie_model::Tensor;
 use uie_testkit::checkpoints::{checkpoint, rows};
 use uie_testkit::configs::{config, TINY_PLE};
-
-fn run(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_uie-compile"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn build_inspect_verify_dump() {
@@ -34,7 +20,7 @@ fn build_inspect_verify_dump() {
     ck.write(&dir).expect("write");
     let model = tmp.path().join("model.onnx");
 
-    let (ok, out, err) = run(&[
+    let (ok, out, err) = run_cli(&[
         "build".as_ref(),
         dir.as_os_str(),
         "-o".as_ref(),
@@ -43,7 +29,7 @@ fn build_inspect_verify_dump() {
     assert!(ok, "{out}{err}");
     assert!(model.exists());
 
-    let (ok, out, err) = run(&["inspect".as_ref(), model.as_os_str()]);
+    let (ok, out, err) = run_cli(&["inspect".as_ref(), model.as_os_str()]);
     assert!(ok, "{err}");
     for want in [
         "input education i64[N]",
@@ -55,7 +41,7 @@ fn build_inspect_verify_dump() {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
 
-    let (ok, out, err) = run(&[
+    let (ok, out, err) = run_cli(&[
         "verify".as_ref(),
         model.as_os_str(),
         "--checkpoint".as_ref(),
@@ -67,7 +53,7 @@ fn build_inspect_verify_dump() {
         "{out}"
     );
 
-    let (ok, out, _) = run(&["dump".as_ref(), dir.as_os_str()]);
+    let (ok, out, _) = run_cli(&["dump".as_ref(), dir.as_os_str()]);
     assert!(ok);
     assert!(
         out.contains("node embed.education/Mod Mod(fmod=0)"),
@@ -79,7 +65,7 @@ fn build_inspect_verify_dump() {
     bad[0] = 1.0 - bad[0];
     ck.golden = Some(batch.to_golden(&ck.config, &bad));
     ck.write(&dir).expect("rewrite");
-    let (ok, out, _) = run(&[
+    let (ok, out, _) = run_cli(&[
         "verify".as_ref(),
         model.as_os_str(),
         "--checkpoint".as_ref(),
@@ -105,7 +91,7 @@ fn a_bad_checkpoint_is_a_readable_error() {
     )
     .expect("replace");
     let model = tmp.path().join("model.onnx");
-    let (ok, out, err) = run(&[
+    let (ok, out, err) = run_cli(&[
         "build".as_ref(),
         dir.as_os_str(),
         "-o".as_ref(),

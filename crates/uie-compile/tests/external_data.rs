@@ -8,9 +8,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::tract_probs;
+use common::{run_cli, tract_probs};
 use sha2::{Digest, Sha256};
 use uie_compile::ir::{Dim, Dtype, Graph, Op, TensorType};
 use uie_compile::onnx::{self, ExternalDataOptions, WriteOptions};
@@ -379,18 +378,6 @@ fn inspect_lists_memory_tables_and_subgraphs_without_the_data() {
     assert!(short.contains("memory.personal f32[50,4]"), "{short}");
 }
 
-fn run(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_uie-compile"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn cli_build_external_and_inspect_summary() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -398,7 +385,7 @@ fn cli_build_external_and_inspect_summary() {
     let dir = tmp.path().join("ckpt");
     ck.write(&dir).expect("write");
     let model: PathBuf = tmp.path().join("model.onnx");
-    let (ok, out, err) = run(&[
+    let (ok, out, err) = run_cli(&[
         "build".as_ref(),
         dir.as_os_str(),
         "-o".as_ref(),
@@ -411,7 +398,7 @@ fn cli_build_external_and_inspect_summary() {
     let data = data_name(tmp.path(), "model.onnx");
     assert!(out.contains(&format!("{data} (")), "{out}");
 
-    let (ok, out, err) = run(&["inspect".as_ref(), model.as_os_str()]);
+    let (ok, out, err) = run_cli(&["inspect".as_ref(), model.as_os_str()]);
     assert!(ok, "{err}");
     for want in [
         "output probs f32[N,2]",
@@ -426,13 +413,13 @@ fn cli_build_external_and_inspect_summary() {
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
-    let (ok, short, err) = run(&["inspect".as_ref(), model.as_os_str(), "--summary".as_ref()]);
+    let (ok, short, err) = run_cli(&["inspect".as_ref(), model.as_os_str(), "--summary".as_ref()]);
     assert!(ok, "{err}");
     assert!(!short.contains("embed.item_id f32"), "{short}");
     assert!(short.contains("initializers ") && short.contains("memory tables 0"));
 
     // The threshold without --external-data is refused.
-    let (ok, _, err) = run(&[
+    let (ok, _, err) = run_cli(&[
         "build".as_ref(),
         dir.as_os_str(),
         "--external-threshold".as_ref(),
@@ -461,7 +448,7 @@ fn cli_debug_outputs_and_uie_subgraphs() {
             "0".as_ref(),
         ];
         args.extend(flag.map(std::ffi::OsStr::new));
-        let (ok, out, err) = run(&args);
+        let (ok, out, err) = run_cli(&args);
         assert!(ok, "{out}{err}");
     }
     let s = onnx::summarize_file(&plain).expect("summary");

@@ -4,9 +4,30 @@
 
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
+use std::process::{Command, Output};
+
 use uie_compile::verify::{batch_inputs, run_engine};
 use uie_model::{Checkpoint, Config, Plan, RawBatch, Tensor};
 use uie_runtime::engine::{Engine, EngineOptions};
+
+/// Runs the `uie-compile` binary with `args` to the end.
+pub fn cli_output(args: &[&OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_uie-compile"))
+        .args(args)
+        .output()
+        .expect("the uie-compile binary runs")
+}
+
+/// Runs the `uie-compile` binary with `args`: whether it succeeded, its stdout and its stderr.
+pub fn run_cli(args: &[&OsStr]) -> (bool, String, String) {
+    let out = cli_output(args);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
 pub fn engine(bytes: &[u8], optimize: bool) -> Engine {
     Engine::load_bytes(
