@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{reference_probs, run_cli};
+use common::{reference_probs, run_build, run_cli};
 use uie_model::checkpoint::{files, to_safetensors};
 use uie_model::Tensor;
 use uie_testkit::checkpoints::{checkpoint, rows};
@@ -20,12 +20,7 @@ fn build_inspect_verify_dump() {
     ck.write(&dir).expect("write");
     let model = tmp.path().join("model.onnx");
 
-    let (ok, out, err) = run_cli(&[
-        "build".as_ref(),
-        dir.as_os_str(),
-        "-o".as_ref(),
-        model.as_os_str(),
-    ]);
+    let (ok, out, err) = run_build(&dir, &model, &[]);
     assert!(ok, "{out}{err}");
     assert!(model.exists());
 
@@ -91,12 +86,7 @@ fn a_bad_checkpoint_is_a_readable_error() {
     )
     .expect("replace");
     let model = tmp.path().join("model.onnx");
-    let (ok, out, err) = run_cli(&[
-        "build".as_ref(),
-        dir.as_os_str(),
-        "-o".as_ref(),
-        model.as_os_str(),
-    ]);
+    let (ok, out, err) = run_build(&dir, &model, &[]);
     assert!(!ok, "{out}");
     assert!(
         err.contains("embed.item_id") && err.contains("[10, 3]"),

@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{run_cli, tract_probs};
+use common::{run_build, run_cli, tract_probs};
 use sha2::{Digest, Sha256};
 use uie_compile::ir::{Dim, Dtype, Graph, Op, TensorType};
 use uie_compile::onnx::{self, ExternalDataOptions, WriteOptions};
@@ -385,15 +385,11 @@ fn cli_build_external_and_inspect_summary() {
     let dir = tmp.path().join("ckpt");
     ck.write(&dir).expect("write");
     let model: PathBuf = tmp.path().join("model.onnx");
-    let (ok, out, err) = run_cli(&[
-        "build".as_ref(),
-        dir.as_os_str(),
-        "-o".as_ref(),
-        model.as_os_str(),
-        "--external-data".as_ref(),
-        "--external-threshold".as_ref(),
-        "64".as_ref(),
-    ]);
+    let (ok, out, err) = run_build(
+        &dir,
+        &model,
+        &["--external-data", "--external-threshold", "64"],
+    );
     assert!(ok, "{out}{err}");
     let data = data_name(tmp.path(), "model.onnx");
     assert!(out.contains(&format!("{data} (")), "{out}");
@@ -438,17 +434,9 @@ fn cli_debug_outputs_and_uie_subgraphs() {
     let plain = tmp.path().join("plain.onnx");
     let debug = tmp.path().join("debug.onnx");
     for (model, flag) in [(&plain, None), (&debug, Some("--debug-outputs"))] {
-        let mut args: Vec<&std::ffi::OsStr> = vec![
-            "build".as_ref(),
-            dir.as_os_str(),
-            "-o".as_ref(),
-            model.as_os_str(),
-            "--external-data".as_ref(),
-            "--external-threshold".as_ref(),
-            "0".as_ref(),
-        ];
-        args.extend(flag.map(std::ffi::OsStr::new));
-        let (ok, out, err) = run_cli(&args);
+        let mut extra = vec!["--external-data", "--external-threshold", "0"];
+        extra.extend(flag);
+        let (ok, out, err) = run_build(&dir, model, &extra);
         assert!(ok, "{out}{err}");
     }
     let s = onnx::summarize_file(&plain).expect("summary");

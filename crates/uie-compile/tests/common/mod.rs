@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
+use std::path::Path;
 use std::process::{Command, Output};
 
 use uie_compile::verify::{batch_inputs, run_engine};
@@ -27,6 +28,19 @@ pub fn run_cli(args: &[&OsStr]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `uie-compile build <checkpoint> -o <model> <extra…>`: whether it succeeded, its stdout
+/// and its stderr.
+pub fn run_build(checkpoint: &Path, model: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args: Vec<&OsStr> = vec![
+        "build".as_ref(),
+        checkpoint.as_os_str(),
+        "-o".as_ref(),
+        model.as_os_str(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    run_cli(&args)
 }
 
 pub fn engine(bytes: &[u8], optimize: bool) -> Engine {
