@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::sync::{Mutex, Once};
 
 /// The input formats of the multi-part targets (`checkpoint_read`: files joined by [`SEPARATOR`];
-/// `request_decode`: an optional `#<header value>` first line), defined once in uie-model so the
+/// `request_decode`: an optional `#<header value>` first line), defined once in uie-testkit so the
 /// stable regression tests and the seed generator split inputs the same way.
-pub use uie_model::fuzz_input::{split_files, split_header, SEPARATOR};
+pub use uie_testkit::fuzz_input::{split_files, split_header, SEPARATOR};
 
 /// libFuzzer's hook aborts on every panic, even one the code under test catches. The runtime
 /// catches panics raised inside tract (`uie_runtime::engine` runs every tract call under

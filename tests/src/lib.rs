@@ -13,7 +13,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use uie_model::schema::{MEMORY_UCBE, MEMORY_UCSE, MEMORY_UPE};
-use uie_model::{Checkpoint, Config, Plan, Tensor, TensorData, TensorMap};
+use uie_model::{Checkpoint, Config, Tensor, TensorData};
 use uie_train::data::Splits;
 
 pub mod rewrite_parity;
@@ -182,42 +182,6 @@ pub fn run_onnxruntime_batch(jobs: &[OrtJob]) -> Result<BTreeMap<String, OrtResu
         results.insert(job.name.clone(), result);
     }
     Ok(results)
-}
-
-/// xorshift64*: the seeded generator of the e2e tests' weights and rows.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A uniform value in `[lo, hi)`.
-    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-}
-
-/// A checkpoint of `config` with seeded random weights for every tensor of its plan: uniform in
-/// `±scale`, except `dense.std` in `[0.5, 2)`.
-pub fn random_checkpoint(config: Config, seed: u64, scale: f32, producer: &str) -> Checkpoint {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut weights = TensorMap::new();
-    for spec in Plan::new(&config).tensor_specs() {
-        let n: usize = spec.shape.iter().product();
-        let (lo, hi) = if spec.name == "dense.std" {
-            (0.5, 2.0)
-        } else {
-            (-scale, scale)
-        };
-        let v = (0..n).map(|_| rng.uniform(lo, hi)).collect();
-        weights.insert(spec.name, Tensor::f32(spec.shape, v));
-    }
-    Checkpoint::new(config, weights, producer)
 }
 
 /// Trains a full-UIE checkpoint briefly on the real MovieLens data (`models/movielens-uie.toml`,

@@ -7,9 +7,6 @@
 //! checkpoint. The fused count is one per categorical field plus the UCBE table; the option
 //! turns it off.
 
-#[path = "../../crates/uie-compile/tests/common/mod.rs"]
-mod common;
-
 use uie_compile::verify::{batch_inputs, run_engine};
 use uie_e2e::rewrite_parity::{history_if_sequence, spread_rows};
 use uie_e2e::train_movielens_uie;
@@ -17,6 +14,8 @@ use uie_model::schema::Plan;
 use uie_model::{Checkpoint, RawBatch};
 use uie_runtime::engine::{Engine, EngineOptions};
 use uie_runtime::RewriteName;
+use uie_testkit::checkpoints::{checkpoint, rows_with_history, uie_checkpoint};
+use uie_testkit::configs::{tiny_ple, tiny_uie};
 
 const BATCHES: [usize; 3] = [1, 7, 256];
 
@@ -99,24 +98,18 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch) {
 }
 
 fn checkpoints() -> Vec<(&'static str, Checkpoint)> {
-    let mut ucbe_config = common::config(common::TINY_UIE);
+    let mut ucbe_config = tiny_uie();
     ucbe_config.uie.upe.enabled = false;
     ucbe_config.uie.ucse.enabled = false;
     vec![
-        (
-            "plain PLE",
-            common::checkpoint(common::config(common::TINY), 3),
-        ),
-        ("UCBE only", common::checkpoint(ucbe_config, 4)),
-        ("full UIE", common::uie_checkpoint(17)),
+        ("plain PLE", checkpoint(tiny_ple(), 3)),
+        ("UCBE only", checkpoint(ucbe_config, 4)),
+        ("full UIE", uie_checkpoint(17)),
     ]
 }
 
 fn batch_for(ck: &Checkpoint, n: usize, seed: u64) -> RawBatch {
-    history_if_sequence(
-        &ck.config,
-        common::rows_with_history(&ck.config, n, 5, seed),
-    )
+    history_if_sequence(&ck.config, rows_with_history(&ck.config, n, 5, seed))
 }
 
 #[test]
@@ -137,7 +130,7 @@ fn random_checkpoints_fused_lookups_equal_standard() {
 
 #[test]
 fn default_options_fuse_lookups_and_the_option_turns_it_off() {
-    let ck = common::uie_checkpoint(5);
+    let ck = uie_checkpoint(5);
     let bytes = uie_compile::compile(&ck).expect("compile");
     assert!(EngineOptions::default().rewrite_enabled(RewriteName::Lookup));
     let default = Engine::load_bytes(&bytes, EngineOptions::default()).expect("load");

@@ -8,9 +8,6 @@
 //! checkpoint. Disabling the `merge` rewrite turns it off. (A graph with nothing to merge is
 //! checked by the unit tests of `uie_runtime::rewrites::merge`.)
 
-#[path = "../../crates/uie-compile/tests/common/mod.rs"]
-mod common;
-
 use uie_compile::verify::{batch_inputs, run_engine};
 use uie_e2e::rewrite_parity::{
     compare_rewrite, debug_builds, history_if_sequence, mark_near_ties, spread_rows, RewriteStats,
@@ -19,6 +16,8 @@ use uie_e2e::train_movielens_uie;
 use uie_model::{Checkpoint, RawBatch};
 use uie_runtime::engine::{Engine, EngineOptions};
 use uie_runtime::RewriteName;
+use uie_testkit::checkpoints::{checkpoint, rows_with_history, uie_checkpoint};
+use uie_testkit::configs::tiny_ple;
 
 const BATCHES: [usize; 3] = [1, 7, 256];
 
@@ -69,20 +68,14 @@ fn compare(label: &str, ck: &Checkpoint, batch: &RawBatch, st: &mut RewriteStats
 }
 
 fn batch_for(ck: &Checkpoint, n: usize, seed: u64) -> RawBatch {
-    history_if_sequence(
-        &ck.config,
-        common::rows_with_history(&ck.config, n, 5, seed),
-    )
+    history_if_sequence(&ck.config, rows_with_history(&ck.config, n, 5, seed))
 }
 
 #[test]
 fn random_checkpoints_merged_equal_unmerged() {
     for (label, ck) in [
-        (
-            "plain PLE",
-            common::checkpoint(common::config(common::TINY), 3),
-        ),
-        ("full UIE", common::uie_checkpoint(17)),
+        ("plain PLE", checkpoint(tiny_ple(), 3)),
+        ("full UIE", uie_checkpoint(17)),
     ] {
         let mut st = RewriteStats::default();
         for n in BATCHES {
@@ -94,7 +87,7 @@ fn random_checkpoints_merged_equal_unmerged() {
 
 #[test]
 fn default_options_merge_and_the_option_turns_it_off() {
-    let ck = common::uie_checkpoint(5);
+    let ck = uie_checkpoint(5);
     let bytes = uie_compile::compile(&ck).expect("compile");
     assert!(EngineOptions::default().rewrite_enabled(RewriteName::Merge));
     let default = Engine::load_bytes(&bytes, EngineOptions::default()).expect("load");

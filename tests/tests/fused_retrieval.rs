@@ -8,9 +8,6 @@
 //! fused op (70,000 centres). The fused count is the number of retrievals (UPE + UCSE); a model
 //! without retrieval fuses nothing; the `retrieval` rewrite disabled runs the standard ops.
 
-#[path = "../../crates/uie-compile/tests/common/mod.rs"]
-mod common;
-
 use uie_compile::verify::{batch_inputs, run_engine};
 use uie_e2e::rewrite_parity::{
     compare_rewrite, debug_builds, history_if_sequence, mark_near_ties, select_outputs,
@@ -21,6 +18,10 @@ use uie_model::{Checkpoint, RawBatch};
 use uie_runtime::engine::{Engine, EngineOptions};
 use uie_runtime::rewrites::retrieval::{BLOCKED_MIN_CENTRES, CHUNK_TABLE_BYTES};
 use uie_runtime::RewriteName;
+use uie_testkit::checkpoints::{
+    checkpoint, rows_with_history, uie_checkpoint, uie_checkpoint_with,
+};
+use uie_testkit::configs::{tiny_ple, tiny_uie};
 
 const BATCHES: [usize; 3] = [1, 7, 256];
 
@@ -133,7 +134,7 @@ fn compare_random_variants(label: &str, ck: &Checkpoint, seed: u64) {
     let mut st = Stats::default();
     for (variant, ck) in &variants {
         for n in BATCHES {
-            let batch = common::rows_with_history(&ck.config, n, 5, seed + n as u64);
+            let batch = rows_with_history(&ck.config, n, 5, seed + n as u64);
             compare(variant, ck, &batch, 2, &mut st);
         }
     }
@@ -143,7 +144,7 @@ fn compare_random_variants(label: &str, ck: &Checkpoint, seed: u64) {
 
 #[test]
 fn random_uie_checkpoint_fused_equals_standard() {
-    compare_random_variants("random UIE", &common::uie_checkpoint(17), 1000);
+    compare_random_variants("random UIE", &uie_checkpoint(17), 1000);
 }
 
 /// Tables of `BLOCKED_MIN_CENTRES` centres and more are scored inside the fused op, chunk of
@@ -154,16 +155,16 @@ fn random_uie_checkpoint_fused_equals_standard() {
 fn large_tables_scored_in_blocks_equal_standard() {
     const CENTRES: usize = 70_000;
     const { assert!(CENTRES >= BLOCKED_MIN_CENTRES) };
-    let mut config = common::config(common::TINY_UIE);
+    let mut config = tiny_uie();
     config.uie.upe.centres = CENTRES;
     config.uie.ucse.centres = CENTRES;
     let chunk = |d: usize| CHUNK_TABLE_BYTES / (4 * d);
     assert!(CENTRES > 2 * chunk(config.uie.dim) && CENTRES > 2 * chunk(config.model.embed_dim));
-    let ck = common::uie_checkpoint_with(config, 29);
+    let ck = uie_checkpoint_with(config, 29);
     compare_random_variants("large-table UIE", &ck, 3000);
     // An empty batch (no row, no block) is an empty answer, as in the standard graph.
     let bytes = uie_compile::compile(&ck).expect("compile");
-    let empty = history_if_sequence(&ck.config, common::rows_with_history(&ck.config, 0, 5, 1));
+    let empty = history_if_sequence(&ck.config, rows_with_history(&ck.config, 0, 5, 1));
     let inputs = batch_inputs(&ck.config, &empty).expect("inputs");
     for optimize in [false, true] {
         let got = run_engine(&engine(&bytes, optimize, true), &inputs, "fused").expect("fused");
@@ -176,14 +177,14 @@ fn large_tables_scored_in_blocks_equal_standard() {
 #[test]
 fn model_without_retrieval_fuses_nothing_and_runs_unchanged() {
     // Plain PLE, and UIE with UCBE only (no retrieval in the graph).
-    let plain = common::checkpoint(common::config(common::TINY), 3);
-    let mut ucbe_config = common::config(common::TINY_UIE);
+    let plain = checkpoint(tiny_ple(), 3);
+    let mut ucbe_config = tiny_uie();
     ucbe_config.uie.upe.enabled = false;
     ucbe_config.uie.ucse.enabled = false;
-    let ucbe = common::checkpoint(ucbe_config, 4);
+    let ucbe = checkpoint(ucbe_config, 4);
     for ck in [plain, ucbe] {
         let bytes = uie_compile::compile(&ck).expect("compile");
-        let batch = common::rows_with_history(&ck.config, 7, 5, 9);
+        let batch = rows_with_history(&ck.config, 7, 5, 9);
         let batch = history_if_sequence(&ck.config, batch);
         let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
         for optimize in [false, true] {
@@ -199,7 +200,7 @@ fn model_without_retrieval_fuses_nothing_and_runs_unchanged() {
 
 #[test]
 fn default_options_fuse_and_the_option_turns_it_off() {
-    let ck = common::uie_checkpoint(5);
+    let ck = uie_checkpoint(5);
     let bytes = uie_compile::compile(&ck).expect("compile");
     let default = Engine::load_bytes(&bytes, EngineOptions::default()).expect("load");
     assert!(EngineOptions::default().rewrite_enabled(RewriteName::Retrieval));

@@ -11,9 +11,6 @@
 //! rewrite turns it off. The fused PLE gate mix (`uie_runtime::rewrites::gate`) is checked
 //! the same way, on UIE and plain PLE models: every gate of every level is fused.
 
-#[path = "../../crates/uie-compile/tests/common/mod.rs"]
-mod common;
-
 use uie_compile::verify::{batch_inputs, run_engine};
 use uie_e2e::rewrite_parity::{
     compare_rewrite, debug_builds, mark_near_ties, spread_rows, RewriteStats,
@@ -22,6 +19,8 @@ use uie_e2e::train_movielens_uie;
 use uie_model::{Checkpoint, Plan, RawBatch, Tensor};
 use uie_runtime::engine::{Engine, EngineOptions};
 use uie_runtime::RewriteName;
+use uie_testkit::checkpoints::{checkpoint, rows, rows_with_history, uie_checkpoint};
+use uie_testkit::configs::{tiny_ple, tiny_uie};
 
 const BATCHES: [usize; 3] = [1, 7, 256];
 
@@ -150,18 +149,18 @@ fn compare_one(
 
 #[test]
 fn random_uie_checkpoint_fused_attention_equals_standard() {
-    let ck = common::uie_checkpoint(23);
+    let ck = uie_checkpoint(23);
     let mut st = RewriteStats::default();
     for width in [5usize, 1] {
         for n in BATCHES {
-            let batch = common::rows_with_history(&ck.config, n, width, 300 + n as u64);
+            let batch = rows_with_history(&ck.config, n, width, 300 + n as u64);
             let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
             compare(&format!("L={width}"), &ck, &inputs, 2, &mut st);
         }
     }
     // Lengths the batch validation would refuse, fed straight to the engine: negative, beyond L,
     // and every row full.
-    let batch = common::rows_with_history(&ck.config, 7, 5, 77);
+    let batch = rows_with_history(&ck.config, 7, 5, 77);
     let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
     let odd = with_len(&inputs, |r, l| match r % 3 {
         0 => -3,
@@ -176,13 +175,13 @@ fn random_uie_checkpoint_fused_attention_equals_standard() {
 
 #[test]
 fn sequence_without_ucse_fuses_the_sequence_attention_alone() {
-    let mut config = common::config(common::TINY_UIE);
+    let mut config = tiny_uie();
     config.uie.upe.enabled = false;
     config.uie.ucse.enabled = false;
-    let ck = common::checkpoint(config, 8);
+    let ck = checkpoint(config, 8);
     let mut st = RewriteStats::default();
     for n in BATCHES {
-        let batch = common::rows_with_history(&ck.config, n, 5, 40 + n as u64);
+        let batch = rows_with_history(&ck.config, n, 5, 40 + n as u64);
         let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
         compare("sequence only", &ck, &inputs, 1, &mut st);
     }
@@ -191,9 +190,9 @@ fn sequence_without_ucse_fuses_the_sequence_attention_alone() {
 
 #[test]
 fn model_without_sequence_fuses_nothing_and_runs_unchanged() {
-    let ck = common::checkpoint(common::config(common::TINY), 3);
+    let ck = checkpoint(tiny_ple(), 3);
     let bytes = uie_compile::compile(&ck).expect("compile");
-    let batch = common::rows(&ck.config, 7, 9);
+    let batch = rows(&ck.config, 7, 9);
     let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
     for optimize in [false, true] {
         let fused = engine(&bytes, optimize, true, true);
@@ -207,7 +206,7 @@ fn model_without_sequence_fuses_nothing_and_runs_unchanged() {
 
 #[test]
 fn default_options_fuse_attention_and_the_option_turns_it_off() {
-    let ck = common::uie_checkpoint(5);
+    let ck = uie_checkpoint(5);
     let bytes = uie_compile::compile(&ck).expect("compile");
     assert!(EngineOptions::default().rewrite_enabled(RewriteName::Attention));
     let default = Engine::load_bytes(&bytes, EngineOptions::default()).expect("load");
@@ -242,14 +241,14 @@ fn movielens_trained_fused_attention_equals_standard() {
 
 #[test]
 fn fused_gate_mix_equals_standard_on_uie_and_plain_ple() {
-    let uie = common::uie_checkpoint(31);
-    let plain = common::checkpoint(common::config(common::TINY), 12);
+    let uie = uie_checkpoint(31);
+    let plain = checkpoint(tiny_ple(), 12);
     let mut st = RewriteStats::default();
     for n in BATCHES {
-        let batch = common::rows_with_history(&uie.config, n, 5, 500 + n as u64);
+        let batch = rows_with_history(&uie.config, n, 5, 500 + n as u64);
         let inputs = batch_inputs(&uie.config, &batch).expect("inputs");
         compare_one(Rewrite::Gates, "UIE", &uie, &inputs, gates(&uie), &mut st);
-        let batch = common::rows(&plain.config, n, 600 + n as u64);
+        let batch = rows(&plain.config, n, 600 + n as u64);
         let inputs = batch_inputs(&plain.config, &batch).expect("inputs");
         compare_one(
             Rewrite::Gates,

@@ -1,4 +1,4 @@
-//! Every op case of `uie_compile::ops::cases` (one-node graphs with their feeds, the same data the
+//! Every op case of `uie_op_cases` (one-node graphs with their feeds, the same data the
 //! tract op tests run) is emitted to a file, passes the official ONNX checker (full_check) and
 //! strict shape inference, and runs in ONNX Runtime (optimisations disabled and all) with outputs
 //! equal to the reference evaluator's: exactly for int64, by the §7 rule for f32. The checker and
@@ -8,9 +8,10 @@ use std::path::PathBuf;
 
 use uie_compile::eval::evaluate;
 use uie_compile::onnx::to_model_bytes;
-use uie_compile::ops::cases::{compare_outputs, op_cases, OpCase};
 use uie_e2e::{onnx_check_many, run_onnxruntime_batch, OrtJob};
 use uie_model::Tensor;
+use uie_op_cases::{op_cases, OpCase};
+use uie_testkit::assertions::compare;
 
 fn reference(case: &OpCase) -> Tensor {
     let named: Vec<(&str, Tensor)> = case
@@ -82,7 +83,7 @@ fn every_op_case_passes_the_onnx_checker_and_matches_in_onnxruntime() {
                 failures.push(format!("{what}: output named {name}, expected out"));
                 continue;
             }
-            match compare_outputs(got, &expected) {
+            match compare(got, &expected) {
                 Ok(d) => {
                     compared += 1;
                     if d > worst.0 || worst.1.is_empty() {

@@ -12,18 +12,17 @@
 //! - `lookup`: one `Gather` per categorical field, plus UCBE's personal table;
 //! - `merge`: the MatMuls merged away ([`expected_merges`]).
 
-#[path = "../../crates/uie-compile/tests/common/mod.rs"]
-mod common;
-
 use uie_model::schema::Plan;
 use uie_model::{Checkpoint, Config};
 use uie_runtime::engine::{Engine, EngineOptions};
 use uie_runtime::rewrites::retrieval::BLOCKED_MIN_CENTRES;
 use uie_runtime::{RewriteName, RewriteSet};
+use uie_testkit::checkpoints::{checkpoint, uie_checkpoint, uie_checkpoint_with};
+use uie_testkit::configs::{tiny_ple, tiny_uie};
 
-/// `TINY_UIE` with only the named modules on (`upe`, `ucbe`, `ucse`), sequence kept.
+/// The tiny UIE fixture config with only the named modules on (`upe`, `ucbe`, `ucse`), sequence kept.
 fn uie_with(modules: &[&str]) -> Config {
-    let mut config = common::config(common::TINY_UIE);
+    let mut config = tiny_uie();
     config.uie.upe.enabled = modules.contains(&"upe");
     config.uie.ucbe.enabled = modules.contains(&"ucbe");
     config.uie.ucse.enabled = modules.contains(&"ucse");
@@ -37,16 +36,13 @@ fn models() -> Vec<(&'static str, Checkpoint)> {
     large.uie.upe.centres = BLOCKED_MIN_CENTRES;
     large.uie.ucse.centres = BLOCKED_MIN_CENTRES + 3;
     vec![
-        (
-            "plain PLE",
-            common::checkpoint(common::config(common::TINY), 1),
-        ),
-        ("PLE with a sequence", common::checkpoint(uie_with(&[]), 2)),
-        ("UPE", common::checkpoint(uie_with(&["upe"]), 3)),
-        ("UCBE", common::checkpoint(uie_with(&["ucbe"]), 4)),
-        ("UCSE", common::checkpoint(uie_with(&["ucse"]), 5)),
-        ("full UIE", common::uie_checkpoint(6)),
-        ("large-table UIE", common::uie_checkpoint_with(large, 7)),
+        ("plain PLE", checkpoint(tiny_ple(), 1)),
+        ("PLE with a sequence", checkpoint(uie_with(&[]), 2)),
+        ("UPE", checkpoint(uie_with(&["upe"]), 3)),
+        ("UCBE", checkpoint(uie_with(&["ucbe"]), 4)),
+        ("UCSE", checkpoint(uie_with(&["ucse"]), 5)),
+        ("full UIE", uie_checkpoint(6)),
+        ("large-table UIE", uie_checkpoint_with(large, 7)),
     ]
 }
 

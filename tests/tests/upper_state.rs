@@ -7,13 +7,11 @@
 //! checkpoint. (The speed it buys is measured by `scripts/bench-inference.sh` and the
 //! `compare_options` example, not here.)
 
-#[path = "../../crates/uie-compile/tests/common/mod.rs"]
-mod common;
-
 use uie_compile::verify::{batch_inputs, run_engine};
 use uie_e2e::rewrite_parity::{debug_builds, history_if_sequence};
 use uie_model::{Tensor, TensorData};
 use uie_runtime::engine::{Engine, EngineOptions};
+use uie_testkit::checkpoints::{rows_with_history, uie_checkpoint};
 
 fn engine(bytes: &[u8], optimize: bool, rewrites: bool, clear_upper_state: bool) -> Engine {
     let opts = EngineOptions {
@@ -36,13 +34,13 @@ fn bits(t: &Tensor) -> Vec<u64> {
 #[test]
 fn clearing_the_upper_state_changes_no_output_bit() {
     assert!(EngineOptions::default().clear_upper_state);
-    let ck = common::uie_checkpoint(23);
+    let ck = uie_checkpoint(23);
     let mut compared = 0usize;
     for (debug_outputs, bytes) in debug_builds(&ck).expect("compile") {
         for n in [1usize, 7, 256] {
             let batch = history_if_sequence(
                 &ck.config,
-                common::rows_with_history(&ck.config, n, 5, 900 + n as u64),
+                rows_with_history(&ck.config, n, 5, 900 + n as u64),
             );
             let inputs = batch_inputs(&ck.config, &batch).expect("inputs");
             for optimize in [false, true] {

@@ -1,7 +1,7 @@
 //! Writes the seed corpus of the fuzz targets (`fuzz/seeds/<target>/`, see `docs/fuzzing.md`):
-//! real files the project produces, from the compiler tests' seeded checkpoints
-//! (`tests/common/mod.rs`): the shared tiny UIE config (`fixtures/configs/tiny-uie.toml`, with
-//! clustered centre tables, a duplicated centre and a zero personal-memory row) and a plain PLE one.
+//! real files the project produces, from the seeded checkpoints of `uie-testkit`: the tiny UIE
+//! config (`fixtures/configs/tiny-uie.toml`, with clustered centre tables, a duplicated centre and
+//! a zero personal-memory row) and the tiny PLE one (`fixtures/configs/tiny-ple.toml`).
 //!
 //! - `model_load`: the compiled `.onnx` of both checkpoints, plus truncations of the UIE one;
 //! - `request_decode`: KServe v2 infer requests for the tiny UIE model, as JSON and with binary
@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use uie_model::checkpoint::files;
-use uie_model::fuzz_input::SEPARATOR;
 use uie_model::{Checkpoint, Tensor, TensorMap};
-
-#[path = "../tests/common/mod.rs"]
-mod common;
+use uie_testkit::checkpoints::{checkpoint, uie_checkpoint};
+use uie_testkit::configs::{config, TINY_PLE};
+use uie_testkit::fuzz_input::SEPARATOR;
+use uie_testkit::repo_root;
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -45,10 +45,6 @@ fn checkpoint_files(checkpoint: &Checkpoint, tmp: &Path) -> Result<Vec<u8>> {
         out.extend_from_slice(&std::fs::read(dir.join(name))?);
     }
     Ok(out)
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// A binary-tensor request: `#<header length>\n`, the JSON header, then the tensors' bytes.
@@ -88,8 +84,8 @@ fn main() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("fuzz/seeds"));
     let tmp = tempfile::tempdir()?;
-    let uie = common::uie_checkpoint(7);
-    let mut ple = common::checkpoint(common::config(common::TINY), 11);
+    let uie = uie_checkpoint(7);
+    let mut ple = checkpoint(config(TINY_PLE), 11);
     let mut golden = TensorMap::new();
     golden.insert("input.item_id".into(), Tensor::i64(vec![2], vec![3, -4]));
     golden.insert("input.education".into(), Tensor::i64(vec![2], vec![1, 9]));

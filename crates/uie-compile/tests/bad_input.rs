@@ -4,27 +4,20 @@
 //! with ONE line on stderr, `error: …`, that names the problem (the file, field or tensor), and
 //! never a panic. The rows of `docs/bad-input.md` (uie-compile) point here.
 
-#[path = "../../uie-model/tests/support/cli_error.rs"]
-mod cli_error;
 mod common;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use common::{checkpoint, config, reference_probs, rows, TINY};
+use common::{cli_output, reference_probs};
 use uie_model::checkpoint::{files, from_safetensors, to_safetensors};
 use uie_model::Tensor;
-
-fn output(args: &[&OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_uie-compile"))
-        .args(args)
-        .output()
-        .expect("runs")
-}
+use uie_testkit::checkpoints::{checkpoint, rows};
+use uie_testkit::cli;
+use uie_testkit::configs::{config, TINY_PLE};
 
 fn run(args: &[&OsStr]) -> (Option<i32>, String, String) {
-    let out = output(args);
+    let out = cli_output(args);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -34,7 +27,7 @@ fn run(args: &[&OsStr]) -> (Option<i32>, String, String) {
 
 /// Runs the binary, expects exit code 1 and one `error: ` line holding every fragment.
 fn one_line_error(args: &[&OsStr], fragments: &[&str]) -> String {
-    cli_error::one_line_error(&output(args), fragments)
+    cli::one_line_error(&cli_output(args), fragments)
 }
 
 fn os(s: &str) -> &OsStr {
@@ -44,7 +37,7 @@ fn os(s: &str) -> &OsStr {
 /// A good checkpoint of the tiny config, with golden rows for `verify`, in `dir/name`.
 fn good_checkpoint(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
-    let mut ck = checkpoint(config(TINY), 5);
+    let mut ck = checkpoint(config(TINY_PLE), 5);
     let batch = rows(&ck.config, 8, 6);
     let probs = reference_probs(&ck, &batch);
     ck.golden = Some(batch.to_golden(&ck.config, probs.as_f32().expect("f32")));

@@ -3,28 +3,16 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{checkpoint, config, reference_probs, rows, TINY};
+use common::{reference_probs, run_build, run_cli};
 use uie_model::checkpoint::{files, to_safetensors};
 use uie_model::Tensor;
-
-fn run(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_uie-compile"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use uie_testkit::checkpoints::{checkpoint, rows};
+use uie_testkit::configs::{config, TINY_PLE};
 
 #[test]
 fn build_inspect_verify_dump() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut ck = checkpoint(config(TINY), 21);
+    let mut ck = checkpoint(config(TINY_PLE), 21);
     let batch = rows(&ck.config, 16, 22);
     let probs = reference_probs(&ck, &batch);
     ck.golden = Some(batch.to_golden(&ck.config, probs.as_f32().expect("f32")));
@@ -32,16 +20,11 @@ fn build_inspect_verify_dump() {
     ck.write(&dir).expect("write");
     let model = tmp.path().join("model.onnx");
 
-    let (ok, out, err) = run(&[
-        "build".as_ref(),
-        dir.as_os_str(),
-        "-o".as_ref(),
-        model.as_os_str(),
-    ]);
+    let (ok, out, err) = run_build(&dir, &model, &[]);
     assert!(ok, "{out}{err}");
     assert!(model.exists());
 
-    let (ok, out, err) = run(&["inspect".as_ref(), model.as_os_str()]);
+    let (ok, out, err) = run_cli(&["inspect".as_ref(), model.as_os_str()]);
     assert!(ok, "{err}");
     for want in [
         "input education i64[N]",
@@ -53,7 +36,7 @@ fn build_inspect_verify_dump() {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
 
-    let (ok, out, err) = run(&[
+    let (ok, out, err) = run_cli(&[
         "verify".as_ref(),
         model.as_os_str(),
         "--checkpoint".as_ref(),
@@ -65,7 +48,7 @@ fn build_inspect_verify_dump() {
         "{out}"
     );
 
-    let (ok, out, _) = run(&["dump".as_ref(), dir.as_os_str()]);
+    let (ok, out, _) = run_cli(&["dump".as_ref(), dir.as_os_str()]);
     assert!(ok);
     assert!(
         out.contains("node embed.education/Mod Mod(fmod=0)"),
@@ -77,7 +60,7 @@ fn build_inspect_verify_dump() {
     bad[0] = 1.0 - bad[0];
     ck.golden = Some(batch.to_golden(&ck.config, &bad));
     ck.write(&dir).expect("rewrite");
-    let (ok, out, _) = run(&[
+    let (ok, out, _) = run_cli(&[
         "verify".as_ref(),
         model.as_os_str(),
         "--checkpoint".as_ref(),
@@ -90,7 +73,7 @@ fn build_inspect_verify_dump() {
 #[test]
 fn a_bad_checkpoint_is_a_readable_error() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut ck = checkpoint(config(TINY), 23);
+    let mut ck = checkpoint(config(TINY_PLE), 23);
     let dir = tmp.path().join("ckpt");
     ck.write(&dir).expect("write");
     ck.weights.insert(
@@ -103,12 +86,7 @@ fn a_bad_checkpoint_is_a_readable_error() {
     )
     .expect("replace");
     let model = tmp.path().join("model.onnx");
-    let (ok, out, err) = run(&[
-        "build".as_ref(),
-        dir.as_os_str(),
-        "-o".as_ref(),
-        model.as_os_str(),
-    ]);
+    let (ok, out, err) = run_build(&dir, &model, &[]);
     assert!(!ok, "{out}");
     assert!(
         err.contains("embed.item_id") && err.contains("[10, 3]"),

@@ -16,12 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{config, rows, TINY};
 use sha2::{Digest, Sha256};
 use uie_compile::onnx;
 use uie_compile::verify::{batch_inputs, run_engine};
 use uie_model::{Checkpoint, Plan, Tensor, TensorMap};
 use uie_runtime::engine::{Engine, EngineOptions};
+use uie_testkit::assertions::listing;
+use uie_testkit::checkpoints::rows;
+use uie_testkit::configs::{config, TINY_PLE};
 
 const MODEL: &str = "model.onnx";
 const BUCKETS: usize = 2_000_000;
@@ -29,7 +31,7 @@ const DIM: usize = 32;
 
 /// The tiny config with a big item table; weights from a cheap seeded sequence.
 fn big_checkpoint(seed: u64) -> Checkpoint {
-    let text = TINY
+    let text = TINY_PLE
         .replace("embed_dim = 3", &format!("embed_dim = {DIM}"))
         .replace("buckets = 11", &format!("buckets = {BUCKETS}"));
     let cfg = config(&text);
@@ -245,7 +247,7 @@ fn kill_rounds(external: bool, kill_points: &[KillAt]) {
     let mut want = vec![MODEL.to_string()];
     want.extend(refs[next].0.data.as_ref().map(|(n, _)| n.clone()));
     want.sort();
-    assert_eq!(common::listing(&out), want);
+    assert_eq!(listing(&out), want);
 }
 
 #[test]

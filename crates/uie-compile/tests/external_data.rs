@@ -8,9 +8,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{assert_close, checkpoint, config, rows, tract_probs, TINY};
+use common::{run_build, run_cli, tract_probs};
 use sha2::{Digest, Sha256};
 use uie_compile::ir::{Dim, Dtype, Graph, Op, TensorType};
 use uie_compile::onnx::{self, ExternalDataOptions, WriteOptions};
@@ -18,6 +17,9 @@ use uie_compile::verify::{batch_inputs, run_engine};
 use uie_compile::{compile, pipeline};
 use uie_model::{Checkpoint, Tensor};
 use uie_runtime::engine::{Engine, EngineOptions};
+use uie_testkit::assertions::{assert_close, listing};
+use uie_testkit::checkpoints::{checkpoint, rows, uie_checkpoint};
+use uie_testkit::configs::{config, TINY_PLE};
 
 fn external(threshold: u64) -> WriteOptions {
     WriteOptions {
@@ -51,7 +53,7 @@ fn tract_probs_path(path: &Path, optimize: bool, ck: &Checkpoint, n: usize) -> T
 
 /// The one data file of the model file `model` in `dir` (`<model>.<16 hex>.data`), by name.
 fn data_name(dir: &Path, model: &str) -> String {
-    let names: Vec<String> = common::listing(dir)
+    let names: Vec<String> = listing(dir)
         .into_iter()
         .filter(|n| onnx::is_data_file_of(model, n))
         .collect();
@@ -62,7 +64,7 @@ fn data_name(dir: &Path, model: &str) -> String {
 #[test]
 fn every_initializer_external_aligned_and_tract_matches_inline() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let ck = checkpoint(config(TINY), 31);
+    let ck = checkpoint(config(TINY_PLE), 31);
     let model = tmp.path().join("model.onnx");
     let report = write(&ck, &model, &external(0));
     let data = report.data.as_ref().expect("a data file");
@@ -76,7 +78,7 @@ fn every_initializer_external_aligned_and_tract_matches_inline() {
     assert_eq!(data.path, tmp.path().join(&location));
     assert_eq!(bytes.len() as u64, data.bytes);
     assert_eq!(
-        common::listing(tmp.path()),
+        listing(tmp.path()),
         vec!["model.onnx".to_string(), location.clone()]
     );
 
@@ -107,7 +109,7 @@ fn every_initializer_external_aligned_and_tract_matches_inline() {
 #[test]
 fn only_tables_at_or_above_the_threshold_go_external() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let ck = checkpoint(config(TINY), 32);
+    let ck = checkpoint(config(TINY_PLE), 32);
     let model = tmp.path().join("m.onnx");
     // embed.item_id is 11×3 f32 = 132 bytes, embed.education 7×3 = 84 bytes.
     write(&ck, &model, &external(100));
@@ -127,14 +129,14 @@ fn only_tables_at_or_above_the_threshold_go_external() {
     let solo = tmp.path().join("solo.onnx");
     let report = write(&ck, &solo, &external(1 << 30));
     assert!(report.data.is_none());
-    assert!(!common::listing(tmp.path())
+    assert!(!listing(tmp.path())
         .iter()
         .any(|n| n.starts_with("solo.onnx.")));
 }
 
 #[test]
 fn two_compiles_are_byte_identical() {
-    let ck = checkpoint(config(TINY), 33);
+    let ck = checkpoint(config(TINY_PLE), 33);
     let (a, b) = (
         tempfile::tempdir().expect("a"),
         tempfile::tempdir().expect("b"),
@@ -144,10 +146,10 @@ fn two_compiles_are_byte_identical() {
     }
     let data = data_name(a.path(), "model.onnx");
     assert_eq!(
-        common::listing(a.path()),
+        listing(a.path()),
         vec!["model.onnx".to_string(), data.clone()]
     );
-    assert_eq!(common::listing(a.path()), common::listing(b.path()));
+    assert_eq!(listing(a.path()), listing(b.path()));
     for f in ["model.onnx", data.as_str()] {
         let x = std::fs::read(a.path().join(f)).expect("a");
         let y = std::fs::read(b.path().join(f)).expect("b");
@@ -155,14 +157,17 @@ fn two_compiles_are_byte_identical() {
     }
     // Compiling again over the same output keeps the same two files.
     write(&ck, &a.path().join("model.onnx"), &external(64));
-    assert_eq!(common::listing(a.path()), common::listing(b.path()));
+    assert_eq!(listing(a.path()), listing(b.path()));
 }
 
 #[test]
 fn replacing_an_output_removes_the_data_files_the_new_model_does_not_reference() {
     let tmp = tempfile::tempdir().expect("tmp");
     let model = tmp.path().join("model.onnx");
-    let (ck_a, ck_b) = (checkpoint(config(TINY), 41), checkpoint(config(TINY), 42));
+    let (ck_a, ck_b) = (
+        checkpoint(config(TINY_PLE), 41),
+        checkpoint(config(TINY_PLE), 42),
+    );
     write(&ck_a, &model, &external(64));
     let data_a = data_name(tmp.path(), "model.onnx");
     // Leftovers of earlier runs: the pre-hash data file name, a temporary of a killed writer
@@ -186,7 +191,7 @@ fn replacing_an_output_removes_the_data_files_the_new_model_does_not_reference()
         "other.onnx.0123456789abcdef.data".to_string(),
     ];
     want.sort();
-    assert_eq!(common::listing(tmp.path()), want);
+    assert_eq!(listing(tmp.path()), want);
     let got = tract_probs_path(&model, true, &ck_b, 4);
     let expected = tract_probs(
         &compile(&ck_b).expect("inline"),
@@ -197,7 +202,7 @@ fn replacing_an_output_removes_the_data_files_the_new_model_does_not_reference()
     assert_close("replaced", &got, &expected);
     // An inline model over it leaves no data file of its name.
     write(&ck_a, &model, &WriteOptions::default());
-    assert!(!common::listing(tmp.path())
+    assert!(!listing(tmp.path())
         .iter()
         .any(|n| onnx::is_data_file_of("model.onnx", n)));
 }
@@ -223,7 +228,7 @@ fn past_the_inline_limit_external_data_is_automatic() {
     let solo = tmp.path().join("solo.onnx");
     let report = onnx::write_model(&graph, &solo, &WriteOptions::default()).expect("write");
     assert!(!report.automatic && report.data.is_none());
-    assert!(!common::listing(tmp.path())
+    assert!(!listing(tmp.path())
         .iter()
         .any(|n| n.starts_with("solo.onnx.")));
 }
@@ -231,7 +236,7 @@ fn past_the_inline_limit_external_data_is_automatic() {
 #[test]
 fn a_failed_write_leaves_no_partial_file() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let ck = checkpoint(config(TINY), 35);
+    let ck = checkpoint(config(TINY_PLE), 35);
     let graph = pipeline::build_graph(&ck).expect("graph");
 
     // The output's parent is a regular file.
@@ -239,7 +244,7 @@ fn a_failed_write_leaves_no_partial_file() {
     std::fs::write(&file, b"x").expect("file");
     let err = onnx::write_model(&graph, &file.join("model.onnx"), &external(0));
     assert!(err.is_err());
-    assert_eq!(common::listing(tmp.path()), vec!["not-a-dir"]);
+    assert_eq!(listing(tmp.path()), vec!["not-a-dir"]);
 
     // The data file is written, then renaming the model fails (a directory holds its name):
     // neither the data file nor a temporary remains.
@@ -248,7 +253,7 @@ fn a_failed_write_leaves_no_partial_file() {
     let err = onnx::write_model(&graph, &out.join("model.onnx"), &external(0))
         .expect_err("renaming onto a non-empty directory fails");
     assert!(err.to_string().contains("model.onnx"), "{err}");
-    assert_eq!(common::listing(&out), vec!["model.onnx"]);
+    assert_eq!(listing(&out), vec!["model.onnx"]);
     assert!(out.join("model.onnx").is_dir());
 
     // A bad alignment is an error before anything is written.
@@ -263,7 +268,7 @@ fn a_failed_write_leaves_no_partial_file() {
     std::fs::create_dir(&clean).expect("dir");
     let err = onnx::write_model(&graph, &clean.join("m.onnx"), &opts).expect_err("alignment");
     assert!(err.to_string().contains("power of two"), "{err}");
-    assert!(common::listing(&clean).is_empty());
+    assert!(listing(&clean).is_empty());
 }
 
 /// A graph with a `rows × width` memory table (entry `i` is `i / 2`) and nodes of two UIE
@@ -373,39 +378,23 @@ fn inspect_lists_memory_tables_and_subgraphs_without_the_data() {
     assert!(short.contains("memory.personal f32[50,4]"), "{short}");
 }
 
-fn run(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_uie-compile"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn cli_build_external_and_inspect_summary() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let ck = checkpoint(config(TINY), 36);
+    let ck = checkpoint(config(TINY_PLE), 36);
     let dir = tmp.path().join("ckpt");
     ck.write(&dir).expect("write");
     let model: PathBuf = tmp.path().join("model.onnx");
-    let (ok, out, err) = run(&[
-        "build".as_ref(),
-        dir.as_os_str(),
-        "-o".as_ref(),
-        model.as_os_str(),
-        "--external-data".as_ref(),
-        "--external-threshold".as_ref(),
-        "64".as_ref(),
-    ]);
+    let (ok, out, err) = run_build(
+        &dir,
+        &model,
+        &["--external-data", "--external-threshold", "64"],
+    );
     assert!(ok, "{out}{err}");
     let data = data_name(tmp.path(), "model.onnx");
     assert!(out.contains(&format!("{data} (")), "{out}");
 
-    let (ok, out, err) = run(&["inspect".as_ref(), model.as_os_str()]);
+    let (ok, out, err) = run_cli(&["inspect".as_ref(), model.as_os_str()]);
     assert!(ok, "{err}");
     for want in [
         "output probs f32[N,2]",
@@ -420,13 +409,13 @@ fn cli_build_external_and_inspect_summary() {
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
-    let (ok, short, err) = run(&["inspect".as_ref(), model.as_os_str(), "--summary".as_ref()]);
+    let (ok, short, err) = run_cli(&["inspect".as_ref(), model.as_os_str(), "--summary".as_ref()]);
     assert!(ok, "{err}");
     assert!(!short.contains("embed.item_id f32"), "{short}");
     assert!(short.contains("initializers ") && short.contains("memory tables 0"));
 
     // The threshold without --external-data is refused.
-    let (ok, _, err) = run(&[
+    let (ok, _, err) = run_cli(&[
         "build".as_ref(),
         dir.as_os_str(),
         "--external-threshold".as_ref(),
@@ -439,23 +428,15 @@ fn cli_build_external_and_inspect_summary() {
 #[test]
 fn cli_debug_outputs_and_uie_subgraphs() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let ck = common::uie_checkpoint(37);
+    let ck = uie_checkpoint(37);
     let dir = tmp.path().join("ckpt");
     ck.write(&dir).expect("write");
     let plain = tmp.path().join("plain.onnx");
     let debug = tmp.path().join("debug.onnx");
     for (model, flag) in [(&plain, None), (&debug, Some("--debug-outputs"))] {
-        let mut args: Vec<&std::ffi::OsStr> = vec![
-            "build".as_ref(),
-            dir.as_os_str(),
-            "-o".as_ref(),
-            model.as_os_str(),
-            "--external-data".as_ref(),
-            "--external-threshold".as_ref(),
-            "0".as_ref(),
-        ];
-        args.extend(flag.map(std::ffi::OsStr::new));
-        let (ok, out, err) = run(&args);
+        let mut extra = vec!["--external-data", "--external-threshold", "0"];
+        extra.extend(flag);
+        let (ok, out, err) = run_build(&dir, model, &extra);
         assert!(ok, "{out}{err}");
     }
     let s = onnx::summarize_file(&plain).expect("summary");
@@ -492,7 +473,7 @@ fn cli_debug_outputs_and_uie_subgraphs() {
 /// copying path, inline and with external data, for a full-UIE model.
 #[test]
 fn the_owned_path_writes_the_same_bytes_as_the_copying_one() {
-    let ck = common::uie_checkpoint(41);
+    let ck = uie_checkpoint(41);
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("ckpt");
     ck.write(&dir).expect("checkpoint");
@@ -525,9 +506,9 @@ fn the_owned_path_writes_the_same_bytes_as_the_copying_one() {
         .expect("owned external");
     assert!(report.data.expect("data file").tensors > 1);
     // Same file names (the data file is named by its content) and the same bytes.
-    let names = common::listing(&c);
+    let names = listing(&c);
     assert_eq!(names.len(), 2, "model and data file: {names:?}");
-    assert_eq!(names, common::listing(&d));
+    assert_eq!(names, listing(&d));
     for f in &names {
         let (x, y) = (c.join(f), d.join(f));
         let xb = std::fs::read(&x).expect("x");

@@ -5,10 +5,13 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_close, checkpoint, config, reference_probs, rows, tract_probs, TINY};
+use common::{reference_probs, tract_probs};
 use uie_compile::{compile, compile_to_file, onnx, pipeline, verify};
 use uie_model::checkpoint::{files, to_safetensors};
 use uie_model::Tensor;
+use uie_testkit::assertions::{assert_close, assert_snapshot};
+use uie_testkit::checkpoints::{checkpoint, rows};
+use uie_testkit::configs::{config, TINY_PLE};
 
 fn census() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/census-ple.toml");
@@ -17,7 +20,7 @@ fn census() -> String {
 
 #[test]
 fn tiny_model_matches_reference_in_tract_plain_and_optimized() {
-    let ck = checkpoint(config(TINY), 42);
+    let ck = checkpoint(config(TINY_PLE), 42);
     let bytes = compile(&ck).expect("compile");
     for (n, seed) in [(1, 1), (7, 2), (64, 3)] {
         let batch = rows(&ck.config, n, seed);
@@ -89,7 +92,7 @@ tower_hidden = [2, 2]
 
 #[test]
 fn the_onnx_contract() {
-    let ck = checkpoint(config(TINY), 42);
+    let ck = checkpoint(config(TINY_PLE), 42);
     let s = onnx::summarize(&compile(&ck).expect("compile")).expect("summary");
     assert_eq!(s.ir_version, 8);
     assert_eq!(s.opsets, vec![(String::new(), 17)]);
@@ -140,9 +143,9 @@ fn the_onnx_contract() {
 #[test]
 fn compiling_twice_gives_identical_bytes() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let ck = checkpoint(config(TINY), 5);
+    let ck = checkpoint(config(TINY_PLE), 5);
     let a = compile(&ck).expect("a");
-    let b = compile(&checkpoint(config(TINY), 5)).expect("b");
+    let b = compile(&checkpoint(config(TINY_PLE), 5)).expect("b");
     assert_eq!(a, b);
     let dir = tmp.path().join("ckpt");
     ck.write(&dir).expect("write");
@@ -164,7 +167,7 @@ fn compiling_twice_gives_identical_bytes() {
 
 #[test]
 fn a_tensor_with_a_wrong_shape_is_refused_by_name() {
-    let mut ck = checkpoint(config(TINY), 5);
+    let mut ck = checkpoint(config(TINY_PLE), 5);
     ck.weights.insert(
         "ple.l1.ctr.expert1.fc0.weight".into(),
         Tensor::f32(vec![4, 5], vec![0.0; 20]),
@@ -178,7 +181,7 @@ fn a_tensor_with_a_wrong_shape_is_refused_by_name() {
     // The same through a checkpoint directory (weights file replaced behind the writer's back).
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("ckpt");
-    checkpoint(config(TINY), 5).write(&dir).expect("write");
+    checkpoint(config(TINY_PLE), 5).write(&dir).expect("write");
     std::fs::write(
         dir.join(files::WEIGHTS),
         to_safetensors(&ck.weights).expect("st"),
@@ -209,7 +212,7 @@ fn a_failed_write_leaves_nothing_behind() {
 #[test]
 fn verify_passes_on_matching_golden_rows_and_fails_on_others() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut ck = checkpoint(config(TINY), 11);
+    let mut ck = checkpoint(config(TINY_PLE), 11);
     let batch = rows(&ck.config, 30, 12);
     let probs = reference_probs(&ck, &batch);
     ck.golden = Some(batch.to_golden(&ck.config, probs.as_f32().expect("f32")));
@@ -234,7 +237,11 @@ fn verify_passes_on_matching_golden_rows_and_fails_on_others() {
 
     // A model from another checkpoint is flagged.
     let other = tmp.path().join("other.onnx");
-    onnx::write_atomically(&other, &compile(&checkpoint(config(TINY), 99)).expect("c")).expect("w");
+    onnx::write_atomically(
+        &other,
+        &compile(&checkpoint(config(TINY_PLE), 99)).expect("c"),
+    )
+    .expect("w");
     let report = verify::verify(&other, &dir).expect("verify");
     assert_eq!(report.checkpoint_hash_matches, Some(false));
     assert!(!report.passed());
@@ -242,23 +249,15 @@ fn verify_passes_on_matching_golden_rows_and_fails_on_others() {
 
 #[test]
 fn ir_dump_snapshot() {
-    let ck = checkpoint(config(TINY), 42);
+    let ck = checkpoint(config(TINY_PLE), 42);
     let dump = pipeline::build_graph(&ck).expect("graph").dump();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/tiny_ple.ir.txt");
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&path, &dump).expect("write snapshot");
-    }
-    let want =
-        std::fs::read_to_string(&path).expect("snapshot exists (run with UPDATE_SNAPSHOTS=1)");
-    assert_eq!(
-        dump, want,
-        "IR dump changed: review and rerun with UPDATE_SNAPSHOTS=1"
-    );
+    assert_snapshot(&path, &dump);
 }
 
 #[test]
 fn lowering_matches_an_independent_forward_pass() {
-    for (text, seed) in [(TINY.to_string(), 42), (census(), 8)] {
+    for (text, seed) in [(TINY_PLE.to_string(), 42), (census(), 8)] {
         let ck = checkpoint(config(&text), seed);
         let batch = rows(&ck.config, 40, seed + 1);
         let want = common::direct_forward(&ck, &batch);

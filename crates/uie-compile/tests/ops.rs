@@ -1,4 +1,4 @@
-//! Data-driven op tests over `uie_compile::ops::cases::op_cases()`: each case (a one-node IR
+//! Data-driven op tests over `uie_op_cases::op_cases()`: each case (a one-node IR
 //! graph with its feeds) is emitted, run in tract (plain and optimised) and compared with the
 //! reference evaluator (exact for int64, the §7 rule for f32). Specific expectations (Mod's Python
 //! rule, Relu's zeros, output shapes) and the error tests are separate tests below.
@@ -9,11 +9,10 @@ use common::engine;
 use uie_compile::eval::evaluate;
 use uie_compile::ir::{Graph, Op, TensorType};
 use uie_compile::onnx::to_model_bytes;
-use uie_compile::ops::cases::{
-    compare_outputs, op_cases, variant_index, OpCase, MOD_IDS, VARIANT_COUNT,
-};
 use uie_compile::verify::run_engine;
 use uie_model::Tensor;
+use uie_op_cases::{op_cases, variant_index, OpCase, VARIANT_COUNT};
+use uie_testkit::assertions::compare;
 
 /// The reference output of a case, after checking it against the inferred output type.
 fn reference(case: &OpCase) -> Result<Tensor, String> {
@@ -50,7 +49,7 @@ fn run_case(case: &OpCase) -> Result<(Tensor, f32), String> {
         let outs =
             run_engine(&engine(&bytes, optimize), &case.feeds, label).map_err(|e| e.to_string())?;
         let (_, got) = outs.first().ok_or(format!("{label}: no output"))?;
-        let d = compare_outputs(got, &expected).map_err(|e| format!("{label}: {e}"))?;
+        let d = compare(got, &expected).map_err(|e| format!("{label}: {e}"))?;
         worst = worst.max(d);
     }
     Ok((expected, worst))
@@ -99,8 +98,13 @@ fn mod_follows_python_rule_for_negative_and_huge_ids() {
         ("mod/huge_and_negative_ids_by_7", 7),
         ("mod/huge_and_negative_ids_by_1024", 1024),
     ] {
+        let ids = find(name).feeds[0].1.as_i64().expect("i64 ids").to_vec();
+        assert!(
+            ids.iter().any(|&i| i < 0) && ids.iter().any(|&i| i >= 1 << 40),
+            "{name}: the ids must include negative and huge ones: {ids:?}"
+        );
         let out = checked(name);
-        let want: Vec<i64> = MOD_IDS.iter().map(|i| i.rem_euclid(divisor)).collect();
+        let want: Vec<i64> = ids.iter().map(|i| i.rem_euclid(divisor)).collect();
         assert_eq!(out.as_i64().expect("i64"), want.as_slice(), "{name}");
     }
     let out = checked("mod/divisor_2pow31_rank1");

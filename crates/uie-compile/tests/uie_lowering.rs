@@ -8,14 +8,14 @@ mod common;
 
 use std::path::Path;
 
-use common::{
-    assert_close, config, reference_outputs, rows, rows_with_history, tract_outputs,
-    uie_checkpoint, TINY, TINY_UIE,
-};
+use common::{reference_outputs, tract_outputs};
 use uie_compile::ir::{Graph, Op, TensorType};
 use uie_compile::pipeline::{build_graph_with, compile_with, CompileOptions, PassOptions};
 use uie_compile::{compile, onnx, pipeline};
 use uie_model::Tensor;
+use uie_testkit::assertions::{assert_close, assert_snapshot};
+use uie_testkit::checkpoints::{checkpoint, rows, rows_with_history, uie_checkpoint};
+use uie_testkit::configs::{config, TINY_PLE, TINY_UIE};
 
 fn debug_options() -> CompileOptions {
     CompileOptions {
@@ -170,7 +170,7 @@ fn uie_compile_is_deterministic() {
 #[test]
 fn passes_leave_outputs_unchanged() {
     // The real graphs: passes on and off give the same outputs.
-    for ck in [common::checkpoint(config(TINY), 5), uie_checkpoint(5)] {
+    for ck in [checkpoint(config(TINY_PLE), 5), uie_checkpoint(5)] {
         let off = CompileOptions {
             passes: PassOptions::none(),
             ..CompileOptions::default()
@@ -226,20 +226,12 @@ fn uie_ir_dump_snapshot() {
     let ck = uie_checkpoint(42);
     let dump = pipeline::build_graph(&ck).expect("graph").dump();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/tiny_uie.ir.txt");
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&path, &dump).expect("write snapshot");
-    }
-    let want =
-        std::fs::read_to_string(&path).expect("snapshot exists (run with UPDATE_SNAPSHOTS=1)");
-    assert_eq!(
-        dump, want,
-        "IR dump changed: review and rerun with UPDATE_SNAPSHOTS=1"
-    );
+    assert_snapshot(&path, &dump);
 }
 
 #[test]
 fn a_config_without_sequence_has_no_history_inputs() {
-    let ck = common::checkpoint(config(TINY), 1);
+    let ck = checkpoint(config(TINY_PLE), 1);
     let s = onnx::summarize(&compile(&ck).expect("compile")).expect("summary");
     assert!(!s.metadata["uie.schema"].contains("sequence"));
     let _ = TINY_UIE;
@@ -304,7 +296,7 @@ fn runtime_typed_api_takes_the_history_and_names_history_errors() {
     assert!(e.to_string().contains("hist_len"), "{e}");
 
     // A model without a sequence refuses a history.
-    let plain = common::checkpoint(config(TINY), 1);
+    let plain = checkpoint(config(TINY_PLE), 1);
     let m2 = Model::from_engine(common::engine(&compile(&plain).expect("c"), true)).expect("m");
     assert!(m2.schema().sequence.is_none());
     let b = rows(&plain.config, 2, 1);

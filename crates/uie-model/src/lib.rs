@@ -8,7 +8,6 @@
 //!   `uie.*` metadata the compiler writes and the runtime reads.
 //! - [`batch`]: [`RawBatch`], a batch of inputs in the graph's shape, and its one validation.
 //! - [`parity`]: the tolerance engines must agree within.
-//! - [`fuzz_input`]: the input formats of the multi-part fuzz targets (`fuzz/`).
 //!
 //! Any trainer that writes a directory following [`checkpoint`] and [`schema`] produces a
 //! checkpoint `uie-compile` can compile; `docs/checkpoint-format.md` spells it out.
@@ -17,7 +16,6 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
-pub mod fuzz_input;
 pub mod graph;
 pub mod hashing;
 pub mod parity;
@@ -30,34 +28,8 @@ pub use error::{InputError, ModelError};
 pub use graph::{GraphSchema, ModelMetadata, TensorSpec};
 pub use schema::{Dtype, Plan};
 
+/// The fixture configs the unit tests edit and parse (dev-dependency `uie-testkit`).
 #[cfg(test)]
 pub(crate) mod test_support {
-    pub(crate) const SMALL: &str = r#"
-[model]
-name = "tiny"
-embed_dim = 4
-
-[features]
-dense = ["age"]
-
-[[features.categorical]]
-name = "education"
-buckets = 16
-
-[ple]
-levels = 2
-shared_experts = 1
-specific_experts = 1
-expert_hidden = [8]
-
-[[tasks]]
-name = "income"
-tower_hidden = [4]
-
-[[tasks]]
-name = "never_married"
-"#;
-
-    /// A small model with a behaviour sequence and every UIE module on.
-    pub(crate) const SMALL_UIE: &str = include_str!("../../../fixtures/configs/tiny-uie.toml");
+    pub(crate) use uie_testkit::configs::{TINY_CENSUS as SMALL, TINY_UIE as SMALL_UIE};
 }

@@ -2,17 +2,15 @@
 //! checkpoint_read/`, see `docs/fuzzing.md`) through the same function, on stable: every file must
 //! give a checkpoint (names starting `ok-`) or a typed error (every other name), never a panic.
 
-#[path = "support/fuzz_fixtures.rs"]
-mod fuzz_fixtures;
-
 use std::path::Path;
 
-use uie_model::fuzz_input::split_files;
 use uie_model::{Checkpoint, CheckpointFiles};
+use uie_testkit::fuzz_input::split_files;
+use uie_testkit::fuzz_regressions::check_regressions;
 
 #[test]
 fn checkpoint_read_regressions_return_without_panicking() {
-    fuzz_fixtures::check_regressions("checkpoint_read", |data| {
+    check_regressions("checkpoint_read", |data| {
         let parts = split_files(data);
         let part = |i: usize| parts.get(i).copied().unwrap_or_default();
         Checkpoint::from_files(

@@ -4,14 +4,11 @@
 //! a decoded batch predicted. Names starting `ok-` must predict; every other file must give a
 //! typed error at some step; nothing may panic.
 
-#[path = "../../uie-model/tests/support/fuzz_fixtures.rs"]
-mod fuzz_fixtures;
-
-use std::path::Path;
-
-use uie_model::fuzz_input::split_header;
 use uie_runtime::Model;
 use uie_serve::{kserve, ServeError};
+use uie_testkit::fuzz_input::split_header;
+use uie_testkit::fuzz_regressions::check_regressions;
+use uie_testkit::repo_root;
 
 /// The server's default `max_batch`, as in the fuzz target.
 const MAX_BATCH: usize = 256;
@@ -32,10 +29,8 @@ fn decode_and_predict(model: &Model, data: &[u8]) -> Result<(), ServeError> {
 
 #[test]
 fn request_decode_regressions_return_without_panicking() {
-    let model_bytes = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/model_load/tiny_uie.onnx"),
-    )
-    .expect("seed model");
+    let model_bytes =
+        std::fs::read(repo_root().join("fuzz/seeds/model_load/tiny_uie.onnx")).expect("seed model");
     let model = Model::load_bytes(&model_bytes).expect("the seed model loads");
-    fuzz_fixtures::check_regressions("request_decode", |data| decode_and_predict(&model, data));
+    check_regressions("request_decode", |data| decode_and_predict(&model, data));
 }

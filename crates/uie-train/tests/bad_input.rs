@@ -5,12 +5,11 @@
 //! `error: …`, naming the problem, never a panic, and before any training starts. The rows of
 //! `docs/bad-input.md` (uie-train) point here.
 
-#[path = "../../uie-model/tests/support/cli_error.rs"]
-mod cli_error;
-
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use uie_testkit::cli;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -55,7 +54,7 @@ fn train_err(config: &Path, out: &Path, extra: &[&str], fragments: &[&str]) -> S
         .args(extra)
         .output()
         .expect("runs");
-    let line = cli_error::one_line_error(&output, fragments);
+    let line = cli::one_line_error(&output, fragments);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         !stdout.contains("epoch"),
@@ -392,6 +391,6 @@ fn bad_flags_and_eval_checkpoints() {
             .arg(&dir)
             .output()
             .expect("runs");
-        cli_error::one_line_error(&output, &fragments);
+        cli::one_line_error(&output, &fragments);
     }
 }

@@ -5,24 +5,21 @@
 
 use std::path::{Path, PathBuf};
 
-use uie_e2e::{random_checkpoint, Rng};
 use uie_model::{Checkpoint, Config, GraphSchema, RawBatch, Tensor};
 use uie_runtime::Batch;
+use uie_testkit::checkpoints::random_checkpoint;
+use uie_testkit::configs::config;
+use uie_testkit::Rng;
 
 /// History width `L` of the requests.
 pub const L: usize = 5;
 
 /// The config: `fixtures/configs/tiny-uie.toml`, shared with the compiler tests.
-pub const CONFIG: &str = include_str!("../../../fixtures/configs/tiny-uie.toml");
+pub const CONFIG: &str = uie_testkit::configs::TINY_UIE;
 
 /// A checkpoint with seeded random weights.
 pub fn checkpoint(seed: u64) -> Checkpoint {
-    random_checkpoint(
-        Config::from_toml_str(CONFIG).expect("config"),
-        seed,
-        0.8,
-        "uie-e2e serve_model",
-    )
+    random_checkpoint(config(CONFIG), seed, 0.8, "uie-e2e serve_model")
 }
 
 /// Writes the checkpoint of `seed` to `<dir>/ckpt` and compiles it to `<dir>/<file>`.
@@ -38,7 +35,7 @@ pub fn compiled(dir: &Path, seed: u64, file: &str) -> PathBuf {
 
 /// Graph-input tensors of `n` rows (ids small, negative and huge; `hist_len` cycling `0..=L`).
 pub fn tensors(n: usize, seed: u64) -> Vec<(String, Tensor)> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let ids = |rng: &mut Rng| -> Vec<i64> {
         (0..n)
             .map(|i| match i % 3 {

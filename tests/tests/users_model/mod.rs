@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use uie_e2e::random_checkpoint;
 use uie_model::{Checkpoint, Config, RawBatch};
+use uie_testkit::checkpoints::random_checkpoint;
 
 /// Width of the personalised memory rows (the auxiliary width `d` of §4).
 pub const AUX_DIM: usize = 32;

@@ -114,7 +114,12 @@ fn rows(config: &Config, n: usize) -> RawBatch {
 
 fn write_checkpoint(target: &Target) -> Result<()> {
     let t = Instant::now();
-    let ck = uie_e2e::random_checkpoint(config(target.users)?, 11, 0.5, "uie-bench bench_compile");
+    let ck = uie_testkit::checkpoints::random_checkpoint(
+        config(target.users)?,
+        11,
+        0.5,
+        "uie-bench bench_compile",
+    );
     let generated = t.elapsed();
     let (name, bytes) = ck
         .weights

@@ -36,10 +36,12 @@ use uie_bench::latency::{summarise, time_calls, write_inputs_json, Budget};
 use uie_compile::onnx::{is_data_file_of, write_model, ExternalDataOptions, WriteOptions};
 use uie_compile::pipeline::build_graph;
 use uie_compile::verify::batch_inputs;
-use uie_e2e::{python, random_checkpoint, repo_root, Rng};
+use uie_e2e::{python, repo_root};
 use uie_model::batch::History;
 use uie_model::{Config, RawBatch};
 use uie_runtime::{EngineOptions, Model, RewriteName, Tensor};
+use uie_testkit::checkpoints::random_checkpoint;
+use uie_testkit::Rng;
 
 /// The sizes a sweep varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -164,7 +166,7 @@ fn config(sweep: Sweep, point: usize) -> Result<Config> {
 /// `n` seeded random rows: ids uniform over each field's buckets, dense values in [-1, 1), full
 /// histories of `l` items (`l = 0`: one padding column, length 0).
 fn rows(config: &Config, n: usize, l: usize, seed: u64) -> RawBatch {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::new(seed);
     let categorical: BTreeMap<String, Vec<i64>> = config
         .features
         .categorical

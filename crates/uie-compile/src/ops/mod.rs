@@ -4,14 +4,11 @@
 //! inputs are encoded) and holds three functions: `infer` (its shape rule), `eval` (a naive
 //! reference implementation with plain loops) and `emit` (its ONNX op type and attributes, which
 //! [`crate::onnx`] turns into a `NodeProto`). The `match`es below are exhaustive: an op without a
-//! shape rule, an evaluator or an emitter does not compile.
-//!
-//! [`cases`] holds the data-driven op cases (one-node graphs with their feeds) that the op tests
-//! and the end-to-end ONNX Runtime checks run.
+//! shape rule, an evaluator or an emitter does not compile. The data-driven op cases that test
+//! them live in the dev-only crate `uie-op-cases`.
 
 mod add;
 pub(crate) mod broadcast;
-pub mod cases;
 mod cast;
 mod concat;
 mod cumsum;

@@ -19,56 +19,16 @@ use super::{
 use crate::data::Dataset;
 use crate::train::Adam;
 
-const TINY_UIE: &str = r#"
-[model]
-name = "tiny_uie"
-embed_dim = 4
-
-[features]
-dense = ["age"]
-sequence = { item_field = "movie_id", max_len = 5 }
-
-[[features.categorical]]
-name = "user_id"
-buckets = 10
-
-[[features.categorical]]
-name = "movie_id"
-buckets = 20
-group = "item"
-
-[[features.categorical]]
-name = "genre"
-buckets = 8
-group = "item"
-
-[ple]
-levels = 2
-shared_experts = 1
-specific_experts = 1
-expert_hidden = [8]
-
-[[tasks]]
-name = "watch"
-tower_hidden = [3]
-
-[[tasks]]
-name = "like"
-
-[uie]
-dim = 6
-aux_task = "watch"
-aux_weight = 0.7
-user_field = "user_id"
-user_tower = [5]
-item_tower = []
-upe = { enabled = true, centres = 7, k = 3 }
-ucbe = { enabled = true, centres = 5, k = 2, rho_p = 0.1 }
-ucse = { enabled = true, centres = 9, k = 4 }
-"#;
-
+/// The shared tiny UIE config (`fixtures/configs/tiny-uie.toml`) with two PLE levels, a hidden
+/// layer in the `watch` tower and an auxiliary weight other than the default, so the reference
+/// covers them too.
 fn config() -> Config {
-    Config::from_toml_str(TINY_UIE).expect("tiny uie config")
+    let mut config = uie_testkit::configs::tiny_uie();
+    config.ple.levels = 2;
+    config.tasks[0].tower_hidden = vec![3];
+    config.uie.aux_weight = 0.7;
+    config.validate().expect("tiny uie config");
+    config
 }
 
 fn set(w: &mut TensorMap, name: &str, f: impl Fn(usize, &mut f32)) {

@@ -1,19 +1,21 @@
-//! Test support, not a test target: the walk over a fuzz target's regression fixtures
-//! (`fixtures/fuzz-regressions/<target>/`, see `docs/fuzzing.md`) shared by the
-//! `fuzz_regressions` tests of uie-model, uie-runtime and uie-serve, which include this file with
-//! `#[path]` (every one lives in `crates/<crate>/`, so the fixtures are two levels up).
+//! The walk over a fuzz target's regression fixtures (`fixtures/fuzz-regressions/<target>/`, see
+//! `docs/fuzzing.md`), shared by the `fuzz_regressions` tests of uie-model, uie-runtime and
+//! uie-serve.
 
 use std::fmt::Display;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The regular files of `fixtures/fuzz-regressions/<target>/`, sorted by name.
 fn fixtures(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/fuzz-regressions")
+    let dir = crate::repo_root()
+        .join("fixtures/fuzz-regressions")
         .join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").path())
+        .map(|e| {
+            e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .path()
+        })
         .filter(|p| p.is_file())
         .collect();
     files.sort();
@@ -28,11 +30,10 @@ pub fn check_regressions<E: Display>(target: &str, mut run: impl FnMut(&[u8]) ->
     for path in files {
         let name = path
             .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         eprintln!("{name}");
-        let data = std::fs::read(&path).expect("read fixture");
+        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         match run(&data) {
             Ok(()) => assert!(name.starts_with("ok-"), "{name}: expected an error"),
             Err(e) => assert!(!name.starts_with("ok-"), "{name}: {e}"),

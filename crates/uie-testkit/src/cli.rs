@@ -1,7 +1,5 @@
-//! Test support, not a test target: the check every bad-input test of a project binary makes on a
-//! failed run (exit code 1, no panic, ONE line on stderr `error: …` naming the problem), shared by
-//! `crates/uie-compile/tests/bad_input.rs` and `crates/uie-train/tests/bad_input.rs`, which
-//! include this file with `#[path]`.
+//! The check every bad-input test of a project binary (`uie-compile`, `uie-train`) makes on a run
+//! that must fail: exit code 1, no panic, ONE line on stderr `error: …` naming the problem.
 
 use std::process::Output;
 
