@@ -42,7 +42,9 @@
 use std::collections::BTreeMap;
 
 use uie_model::checkpoint::validate_weights;
-use uie_model::graph::{BATCH_DIM, DEBUG_OUTPUTS, DENSE, HIST_DIM, HIST_ITEMS, HIST_LEN, PROBS};
+use uie_model::graph::{
+    GraphSchema, BATCH_DIM, DEBUG_OUTPUTS, DENSE, HIST_DIM, HIST_ITEMS, HIST_LEN, PROBS,
+};
 use uie_model::schema::{Gate, Mlp, Owner, Retrieval, DENSE_MEAN, DENSE_STD};
 use uie_model::{Checkpoint, Config, ModelMetadata, Plan, Tensor, TensorData, TensorMap};
 
@@ -494,43 +496,47 @@ impl Lowerer<'_> {
         Ok(Retrieved { indices, keep, r })
     }
 
-    /// The graph inputs (categorical fields, `dense`, `hist_items`, `hist_len`, in that order) and
-    /// every field's row and embedding.
+    /// The graph inputs, exactly as the contract lists them ([`GraphSchema::inputs`]: the
+    /// categorical fields, `dense`, `hist_items`, `hist_len`, in that order; dynamic dims `N`, and
+    /// `L` for the history width), and every field's row and embedding.
     fn inputs(&mut self) -> Result<Inputs, CompileError> {
-        let n = || Dim::Sym(BATCH_DIM.to_string());
         let mut ids = Vec::new();
-        for (field, _, _) in &self.plan.embeddings {
-            let ty = TensorType {
-                dtype: Dtype::I64,
-                shape: vec![n()],
+        let mut dense = None;
+        let mut hist_items = None;
+        let mut hist_len = None;
+        for spec in GraphSchema::from_config(self.config).inputs() {
+            let shape = spec
+                .dims
+                .iter()
+                .enumerate()
+                .map(|(axis, d)| match (d, axis) {
+                    (Some(d), _) => Dim::Fixed(*d),
+                    (None, 0) => Dim::Sym(BATCH_DIM.to_string()),
+                    (None, _) => Dim::Sym(HIST_DIM.to_string()),
+                })
+                .collect();
+            let dtype = match spec.dtype {
+                uie_model::Dtype::F32 => Dtype::F32,
+                uie_model::Dtype::I64 => Dtype::I64,
             };
-            ids.push(self.graph.add_input(field, ty)?);
+            let id = self
+                .graph
+                .add_input(&spec.name, TensorType { dtype, shape })?;
+            match spec.name.as_str() {
+                DENSE => dense = Some(id),
+                HIST_ITEMS => hist_items = Some(id),
+                HIST_LEN => hist_len = Some(id),
+                _ => ids.push(id),
+            }
         }
-        let dense = if self.plan.n_dense > 0 {
-            let ty = TensorType {
-                dtype: Dtype::F32,
-                shape: vec![n(), Dim::Fixed(self.plan.n_dense)],
-            };
-            Some(self.graph.add_input(DENSE, ty)?)
-        } else {
-            None
-        };
-        let history = if self.plan.sequence.is_some() {
-            let items = TensorType {
-                dtype: Dtype::I64,
-                shape: vec![n(), Dim::Sym(HIST_DIM.to_string())],
-            };
-            let len = TensorType {
-                dtype: Dtype::I64,
-                shape: vec![n()],
-            };
-            Some((
-                self.graph.add_input(HIST_ITEMS, items)?,
-                self.graph.add_input(HIST_LEN, len)?,
-            ))
-        } else {
-            None
-        };
+        let history = hist_items.zip(hist_len);
+        if ids.len() != self.plan.embeddings.len() {
+            return Err(CompileError::InvalidGraph(format!(
+                "{} categorical inputs for {} embeddings",
+                ids.len(),
+                self.plan.embeddings.len()
+            )));
+        }
         let mut fields = BTreeMap::new();
         for ((field, table, buckets), id) in self.plan.embeddings.iter().zip(ids) {
             let h = self.constant(
