@@ -43,7 +43,7 @@ use std::collections::BTreeMap;
 
 use uie_model::checkpoint::validate_weights;
 use uie_model::graph::{
-    GraphSchema, BATCH_DIM, DEBUG_OUTPUTS, DENSE, HIST_DIM, HIST_ITEMS, HIST_LEN, PROBS,
+    debug, GraphSchema, BATCH_DIM, DEBUG_OUTPUTS, DENSE, HIST_DIM, HIST_ITEMS, HIST_LEN, PROBS,
 };
 use uie_model::schema::{Gate, Mlp, Owner, Retrieval, DENSE_MEAN, DENSE_STD};
 use uie_model::{Checkpoint, Config, ModelMetadata, Plan, Tensor, TensorData, TensorMap};
@@ -458,8 +458,8 @@ impl Lowerer<'_> {
         let mt = self.constant(&format!("{prefix}.centres_t"), transposed)?;
         let s = self.step(prefix, "scores", Op::MatMul, &[query, mt])?;
         match prefix {
-            "uie.upe" => self.debug.push(("debug.upe.scores", s)),
-            "uie.ucse" => self.debug.push(("debug.ucse.scores", s)),
+            "uie.upe" => self.debug.push((debug::UPE_SCORES, s)),
+            "uie.ucse" => self.debug.push((debug::UCSE_SCORES, s)),
             _ => {}
         }
         let k = self.constant(
@@ -702,11 +702,11 @@ impl Lowerer<'_> {
         let r = got
             .r
             .ok_or_else(|| CompileError::InvalidGraph("UPE retrieval without r".into()))?;
-        self.debug.push(("debug.upe.indices", got.indices));
-        self.debug.push(("debug.upe.r", r));
+        self.debug.push((debug::UPE_INDICES, got.indices));
+        self.debug.push((debug::UPE_R, r));
         let x = self.step(p, "input", Op::Concat { axis: 1 }, &[r, v_u])?;
         let e = self.mlp(&upe.gen, x)?;
-        self.debug.push(("debug.e_upe", e));
+        self.debug.push((debug::E_UPE, e));
         Ok(e)
     }
 
@@ -728,7 +728,7 @@ impl Lowerer<'_> {
         let table = self.weight(&ucbe.personal)?;
         let mem = self.step("uie.ucbe", "memory", Op::Gather { axis: 0 }, &[table, row])?;
         let e = self.mlp(&ucbe.gen, mem)?;
-        self.debug.push(("debug.e_ucbe", e));
+        self.debug.push((debug::E_UCBE, e));
         Ok(e)
     }
 
@@ -759,7 +759,7 @@ impl Lowerer<'_> {
         let count = self.step(p, "count", Op::Max, &[len, one])?;
         let q_u = self.step(p, "q_u", Op::Div, &[sum, count])?;
         let got = self.retrieve(p, q_u, &ucse.retrieval, false)?;
-        self.debug.push(("debug.ucse.indices", got.indices));
+        self.debug.push((debug::UCSE_INDICES, got.indices));
         let table = self.weight(&ucse.retrieval.table)?;
         let c = self.step(p, "centres", Op::Gather { axis: 0 }, &[table, got.indices])?;
         let (_, e_item) = self.field(inputs, &item_field)?;
@@ -770,9 +770,9 @@ impl Lowerer<'_> {
         let score = self.scores(&att, c, t, scale)?;
         let b = self.masked_softmax(&att, score, got.keep)?;
         let pooled = self.batched_sum(p, "pooled", b, c)?;
-        self.debug.push(("debug.ucse.pooled", pooled));
+        self.debug.push((debug::UCSE_POOLED, pooled));
         let e = self.mlp(&ucse.gen, pooled)?;
-        self.debug.push(("debug.e_ucse", e));
+        self.debug.push((debug::E_UCSE, e));
         Ok(e)
     }
 
