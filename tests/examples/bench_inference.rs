@@ -1,4 +1,4 @@
-//! The tract side of the inference benchmark (issue 6, `scripts/bench-inference.sh`): the compiled
+//! The tract side of the inference benchmark (`scripts/bench-inference.sh`): the compiled
 //! MovieLens model through the public `uie-runtime` API (`Model::load_with`, `Model::predict`, one
 //! thread: tract runs a plan on the calling thread), against ONNX Runtime on the same file and the
 //! same inputs (`tests/python/bench_ort.py`).

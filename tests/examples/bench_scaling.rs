@@ -1,4 +1,4 @@
-//! Scaling benchmark (issue 6, `scripts/bench-scaling.sh`): p50 latency of a compiled model in
+//! Scaling benchmark (`scripts/bench-scaling.sh`): p50 latency of a compiled model in
 //! `uie-runtime` (tract, the runtime's default options, one thread) and in ONNX Runtime (one
 //! intra-op thread, same file and inputs) as one size varies at a time, from the MovieLens
 //! full-UIE config (`models/movielens-uie.toml`) with `features.sequence.max_len` raised to 500:

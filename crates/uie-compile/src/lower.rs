@@ -628,8 +628,8 @@ impl Lowerer<'_> {
                     })?;
                     let mean = self.weight(DENSE_MEAN)?;
                     let std = self.weight(DENSE_STD)?;
-                    let c = self.op("dense", Op::Sub, &[d, mean], "centered")?;
-                    self.op("dense", Op::Div, &[c, std], "normalized")?
+                    let c = self.op(DENSE, Op::Sub, &[d, mean], "centered")?;
+                    self.op(DENSE, Op::Div, &[c, std], "normalized")?
                 }
                 InputPart::Sequence => {
                     let (pooled, values) = self.sequence(&inputs)?;
