@@ -42,7 +42,9 @@
 use std::collections::BTreeMap;
 
 use uie_model::checkpoint::validate_weights;
-use uie_model::graph::{BATCH_DIM, DEBUG_OUTPUTS, DENSE, HIST_DIM, HIST_ITEMS, HIST_LEN, PROBS};
+use uie_model::graph::{
+    debug, GraphSchema, BATCH_DIM, DEBUG_OUTPUTS, DENSE, HIST_DIM, HIST_ITEMS, HIST_LEN, PROBS,
+};
 use uie_model::schema::{Gate, Mlp, Owner, Retrieval, DENSE_MEAN, DENSE_STD};
 use uie_model::{Checkpoint, Config, ModelMetadata, Plan, Tensor, TensorData, TensorMap};
 
@@ -456,8 +458,8 @@ impl Lowerer<'_> {
         let mt = self.constant(&format!("{prefix}.centres_t"), transposed)?;
         let s = self.step(prefix, "scores", Op::MatMul, &[query, mt])?;
         match prefix {
-            "uie.upe" => self.debug.push(("debug.upe.scores", s)),
-            "uie.ucse" => self.debug.push(("debug.ucse.scores", s)),
+            "uie.upe" => self.debug.push((debug::UPE_SCORES, s)),
+            "uie.ucse" => self.debug.push((debug::UCSE_SCORES, s)),
             _ => {}
         }
         let k = self.constant(
@@ -494,43 +496,47 @@ impl Lowerer<'_> {
         Ok(Retrieved { indices, keep, r })
     }
 
-    /// The graph inputs (categorical fields, `dense`, `hist_items`, `hist_len`, in that order) and
-    /// every field's row and embedding.
+    /// The graph inputs, exactly as the contract lists them ([`GraphSchema::inputs`]: the
+    /// categorical fields, `dense`, `hist_items`, `hist_len`, in that order; dynamic dims `N`, and
+    /// `L` for the history width), and every field's row and embedding.
     fn inputs(&mut self) -> Result<Inputs, CompileError> {
-        let n = || Dim::Sym(BATCH_DIM.to_string());
         let mut ids = Vec::new();
-        for (field, _, _) in &self.plan.embeddings {
-            let ty = TensorType {
-                dtype: Dtype::I64,
-                shape: vec![n()],
+        let mut dense = None;
+        let mut hist_items = None;
+        let mut hist_len = None;
+        for spec in GraphSchema::from_config(self.config).inputs() {
+            let shape = spec
+                .dims
+                .iter()
+                .enumerate()
+                .map(|(axis, d)| match (d, axis) {
+                    (Some(d), _) => Dim::Fixed(*d),
+                    (None, 0) => Dim::Sym(BATCH_DIM.to_string()),
+                    (None, _) => Dim::Sym(HIST_DIM.to_string()),
+                })
+                .collect();
+            let dtype = match spec.dtype {
+                uie_model::Dtype::F32 => Dtype::F32,
+                uie_model::Dtype::I64 => Dtype::I64,
             };
-            ids.push(self.graph.add_input(field, ty)?);
+            let id = self
+                .graph
+                .add_input(&spec.name, TensorType { dtype, shape })?;
+            match spec.name.as_str() {
+                DENSE => dense = Some(id),
+                HIST_ITEMS => hist_items = Some(id),
+                HIST_LEN => hist_len = Some(id),
+                _ => ids.push(id),
+            }
         }
-        let dense = if self.plan.n_dense > 0 {
-            let ty = TensorType {
-                dtype: Dtype::F32,
-                shape: vec![n(), Dim::Fixed(self.plan.n_dense)],
-            };
-            Some(self.graph.add_input(DENSE, ty)?)
-        } else {
-            None
-        };
-        let history = if self.plan.sequence.is_some() {
-            let items = TensorType {
-                dtype: Dtype::I64,
-                shape: vec![n(), Dim::Sym(HIST_DIM.to_string())],
-            };
-            let len = TensorType {
-                dtype: Dtype::I64,
-                shape: vec![n()],
-            };
-            Some((
-                self.graph.add_input(HIST_ITEMS, items)?,
-                self.graph.add_input(HIST_LEN, len)?,
-            ))
-        } else {
-            None
-        };
+        let history = hist_items.zip(hist_len);
+        if ids.len() != self.plan.embeddings.len() {
+            return Err(CompileError::InvalidGraph(format!(
+                "{} categorical inputs for {} embeddings",
+                ids.len(),
+                self.plan.embeddings.len()
+            )));
+        }
         let mut fields = BTreeMap::new();
         for ((field, table, buckets), id) in self.plan.embeddings.iter().zip(ids) {
             let h = self.constant(
@@ -622,8 +628,8 @@ impl Lowerer<'_> {
                     })?;
                     let mean = self.weight(DENSE_MEAN)?;
                     let std = self.weight(DENSE_STD)?;
-                    let c = self.op("dense", Op::Sub, &[d, mean], "centered")?;
-                    self.op("dense", Op::Div, &[c, std], "normalized")?
+                    let c = self.op(DENSE, Op::Sub, &[d, mean], "centered")?;
+                    self.op(DENSE, Op::Div, &[c, std], "normalized")?
                 }
                 InputPart::Sequence => {
                     let (pooled, values) = self.sequence(&inputs)?;
@@ -696,11 +702,11 @@ impl Lowerer<'_> {
         let r = got
             .r
             .ok_or_else(|| CompileError::InvalidGraph("UPE retrieval without r".into()))?;
-        self.debug.push(("debug.upe.indices", got.indices));
-        self.debug.push(("debug.upe.r", r));
+        self.debug.push((debug::UPE_INDICES, got.indices));
+        self.debug.push((debug::UPE_R, r));
         let x = self.step(p, "input", Op::Concat { axis: 1 }, &[r, v_u])?;
         let e = self.mlp(&upe.gen, x)?;
-        self.debug.push(("debug.e_upe", e));
+        self.debug.push((debug::E_UPE, e));
         Ok(e)
     }
 
@@ -722,7 +728,7 @@ impl Lowerer<'_> {
         let table = self.weight(&ucbe.personal)?;
         let mem = self.step("uie.ucbe", "memory", Op::Gather { axis: 0 }, &[table, row])?;
         let e = self.mlp(&ucbe.gen, mem)?;
-        self.debug.push(("debug.e_ucbe", e));
+        self.debug.push((debug::E_UCBE, e));
         Ok(e)
     }
 
@@ -753,7 +759,7 @@ impl Lowerer<'_> {
         let count = self.step(p, "count", Op::Max, &[len, one])?;
         let q_u = self.step(p, "q_u", Op::Div, &[sum, count])?;
         let got = self.retrieve(p, q_u, &ucse.retrieval, false)?;
-        self.debug.push(("debug.ucse.indices", got.indices));
+        self.debug.push((debug::UCSE_INDICES, got.indices));
         let table = self.weight(&ucse.retrieval.table)?;
         let c = self.step(p, "centres", Op::Gather { axis: 0 }, &[table, got.indices])?;
         let (_, e_item) = self.field(inputs, &item_field)?;
@@ -764,9 +770,9 @@ impl Lowerer<'_> {
         let score = self.scores(&att, c, t, scale)?;
         let b = self.masked_softmax(&att, score, got.keep)?;
         let pooled = self.batched_sum(p, "pooled", b, c)?;
-        self.debug.push(("debug.ucse.pooled", pooled));
+        self.debug.push((debug::UCSE_POOLED, pooled));
         let e = self.mlp(&ucse.gen, pooled)?;
-        self.debug.push(("debug.e_ucse", e));
+        self.debug.push((debug::E_UCSE, e));
         Ok(e)
     }
 

@@ -374,3 +374,115 @@ impl RawBatch {
         Ok((batch, p.to_vec()))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::test_support::SMALL_UIE;
+
+    /// Two rows for the tiny UIE config (fields user_id, movie_id, genre; dense age; history
+    /// width 3).
+    fn two_rows() -> (GraphSchema, RawBatch) {
+        let config = Config::from_toml_str(SMALL_UIE).unwrap();
+        let schema = GraphSchema::from_config(&config);
+        let categorical = ["user_id", "movie_id", "genre"]
+            .iter()
+            .map(|f| (f.to_string(), vec![1, -2]))
+            .collect();
+        let batch = RawBatch {
+            n: 2,
+            categorical,
+            dense: vec![0.5, 41.0],
+            history: Some(History {
+                width: 3,
+                items: vec![1, 2, 0, 3, 4, 5],
+                len: vec![2, 3],
+            }),
+        };
+        (schema, batch)
+    }
+
+    #[test]
+    fn graph_inputs_and_from_tensors_round_trip() {
+        let (schema, batch) = two_rows();
+        batch.validate(&schema).unwrap();
+        let tensors = batch.graph_inputs(&schema);
+        let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, schema.input_names());
+        assert_eq!(tensors[3].1.shape, [2, 1]);
+        assert_eq!(tensors[4].1.shape, [2, 3]);
+        let mut reversed = tensors.clone();
+        reversed.reverse();
+        assert_eq!(RawBatch::from_tensors(&schema, reversed).unwrap(), batch);
+    }
+
+    #[test]
+    fn every_refusal_names_the_input() {
+        let (schema, good) = two_rows();
+        let tensors = good.graph_inputs(&schema);
+        type Inputs = Vec<(String, Tensor)>;
+        let from = |edit: &dyn Fn(&mut Inputs)| {
+            let mut t = tensors.clone();
+            edit(&mut t);
+            RawBatch::from_tensors(&schema, t)
+                .and_then(|b| b.validate(&schema).map(|()| b))
+                .unwrap_err()
+                .to_string()
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (from(&|t| t.retain(|(n, _)| n != "genre")), "genre"),
+            (from(&|t| t.push(t[0].clone())), "user_id"),
+            (
+                from(&|t| t.push(("colour".into(), Tensor::i64(vec![2], vec![0, 0])))),
+                "colour",
+            ),
+            (
+                from(&|t| t[1].1 = Tensor::f32(vec![2], vec![0.0, 0.0])),
+                "movie_id: expected i64, got f32",
+            ),
+            (
+                from(&|t| t[3].1 = Tensor::f32(vec![2, 2], vec![0.0; 4])),
+                "dense: dim 1 must be 1",
+            ),
+            (
+                from(&|t| t[5].1 = Tensor::i64(vec![2, 1], vec![0, 0])),
+                "hist_len: expected rank 1",
+            ),
+            (
+                from(&|t| t[2].1 = Tensor::i64(vec![1], vec![0])),
+                "genre: 1 values, but the batch has 2 rows",
+            ),
+            (
+                from(&|t| t[3].1 = Tensor::f32(vec![2, 1], vec![0.0, f32::NAN])),
+                "input dense: row 1, column 0 (age) is NaN",
+            ),
+            (
+                from(&|t| t[5].1 = Tensor::i64(vec![2], vec![0, 4])),
+                "hist_len: row 1 is 4, outside [0, 3]",
+            ),
+            (
+                from(&|t| t[4].1 = Tensor::i64(vec![0, 1 << 62], vec![])),
+                "hist_items: 0 ids, but the batch has 2 rows",
+            ),
+        ];
+        for (message, fragment) in cases {
+            assert!(
+                message.contains(fragment),
+                "{fragment:?} not in {message:?}"
+            );
+        }
+        let mut no_history = good.clone();
+        no_history.history = None;
+        let e = no_history.validate(&schema).unwrap_err().to_string();
+        assert!(e.contains("hist_items: missing"), "{e}");
+        let mut zero = good;
+        zero.history = Some(History {
+            width: 0,
+            items: vec![],
+            len: vec![0, 0],
+        });
+        let e = zero.validate(&schema).unwrap_err().to_string();
+        assert!(e.contains("width L must be at least 1"), "{e}");
+    }
+}

@@ -551,10 +551,10 @@ impl Config {
             let path = format!("features.categorical[{i}]");
             check_name(&format!("{path}.name"), &f.name)?;
             check_range(&format!("{path}.buckets"), f.buckets, 1, MAX_BUCKETS)?;
-            if f.name == "dense" {
+            if f.name == crate::graph::DENSE {
                 return Err(invalid(
                     format!("{path}.name"),
-                    "\"dense\" is the name of the numeric input",
+                    format!("{:?} is the name of the numeric input", crate::graph::DENSE),
                 ));
             }
             if !names.insert(f.name.clone()) {

@@ -34,18 +34,40 @@ pub const BATCH_DIM: &str = "N";
 /// The symbolic history length of [`HIST_ITEMS`].
 pub const HIST_DIM: &str = "L";
 
+/// The names of the debug outputs (intermediate UIE values) of a model compiled with them.
+pub mod debug {
+    /// UPE's retrieved centre indices, i64 `[N, K]`.
+    pub const UPE_INDICES: &str = "debug.upe.indices";
+    /// UCSE's retrieved centre indices, i64 `[N, K]`.
+    pub const UCSE_INDICES: &str = "debug.ucse.indices";
+    /// UPE's retrieval result `r`, f32 `[N, d]`.
+    pub const UPE_R: &str = "debug.upe.r";
+    /// UCSE's pooled history query, f32 `[N, d_e]`.
+    pub const UCSE_POOLED: &str = "debug.ucse.pooled";
+    /// `e_upe`, f32 `[N, d]`.
+    pub const E_UPE: &str = "debug.e_upe";
+    /// `e_ucbe`, f32 `[N, d]`.
+    pub const E_UCBE: &str = "debug.e_ucbe";
+    /// `e_ucse`, f32 `[N, d]`.
+    pub const E_UCSE: &str = "debug.e_ucse";
+    /// UPE's full retrieval scores, f32 `[N, centres]`.
+    pub const UPE_SCORES: &str = "debug.upe.scores";
+    /// UCSE's full retrieval scores, f32 `[N, centres]`.
+    pub const UCSE_SCORES: &str = "debug.ucse.scores";
+}
+
 /// The extra graph outputs of a model compiled with debug outputs, in output order (after
 /// [`PROBS`]); only those whose module is configured exist.
 pub const DEBUG_OUTPUTS: [&str; 9] = [
-    "debug.upe.indices",
-    "debug.ucse.indices",
-    "debug.upe.r",
-    "debug.ucse.pooled",
-    "debug.e_upe",
-    "debug.e_ucbe",
-    "debug.e_ucse",
-    "debug.upe.scores",
-    "debug.ucse.scores",
+    debug::UPE_INDICES,
+    debug::UCSE_INDICES,
+    debug::UPE_R,
+    debug::UCSE_POOLED,
+    debug::E_UPE,
+    debug::E_UCBE,
+    debug::E_UCSE,
+    debug::UPE_SCORES,
+    debug::UCSE_SCORES,
 ];
 
 /// The `metadata_props` keys of a compiled model.
