@@ -16,6 +16,9 @@
 #    latency targets are met (against ONNX Runtime on one thread: tract is single-threaded);
 #    writes the summary to target/bench-inference/results.json.
 #
+# With UIE_BENCH_BASELINE=BIN (a bench_inference binary built from another commit), that build's
+# default options run as one more side of the same rounds: the before/after check of a change.
+#
 # Usage: scripts/bench-inference.sh   (Python: the test venv, or $UIE_PYTHON)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,11 +32,13 @@ cargo build --release -p uie-bench --bin bench_inference
 BIN=target/release/bench_inference
 CK_ARGS=()
 [[ -n "${UIE_BENCH_CHECKPOINT:-}" ]] && CK_ARGS=(--checkpoint "$UIE_BENCH_CHECKPOINT")
+BASE_ARGS=()
+[[ -n "${UIE_BENCH_BASELINE:-}" ]] && BASE_ARGS=(--baseline "$UIE_BENCH_BASELINE")
 "$BIN" prepare "${CK_ARGS[@]}" --out "$OUT" --batches "$BATCHES"
 
 echo "load before: $(uptime)"
 "$PY" crates/uie-bench/python/bench_ort.py compare --model "$OUT/model.onnx" --inputs "$OUT" --tract "$BIN" \
     --batches "$BATCHES" --threads 1,2 --rounds "${UIE_BENCH_ROUNDS:-3}" \
     --seconds "${UIE_BENCH_SECONDS:-1}" --min-calls "${UIE_BENCH_MIN_CALLS:-100}" \
-    --warmup "${UIE_BENCH_WARMUP:-20}" --json "$OUT/results.json"
+    --warmup "${UIE_BENCH_WARMUP:-20}" --json "$OUT/results.json" "${BASE_ARGS[@]}"
 echo "load after: $(uptime)"

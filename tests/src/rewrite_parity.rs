@@ -1,7 +1,7 @@
 //! The comparison shared by the end-to-end tests of `uie-runtime`'s graph rewrites
 //! (`fused_retrieval`, `fused_sequence`, `fused_merge`, `fused_lookup`): the same model is run
 //! with one rewrite on and off on the same inputs, and every output of the reference run must be
-//! matched by the rewritten one by the rule of `uie-model.md` §7 — retrieved indices (int64)
+//! matched by the rewritten one by the rule of `docs/model.md` §7 — retrieved indices (int64)
 //! exactly except on near-tie rows ([`near_tie_rows`]), float values within
 //! [`within_tolerance`] except on near-tie rows, and never NaN. [`RewriteStats`] counts what was
 //! compared and [`RewriteStats::report`] prints it and fails when nothing was. The smaller helpers

@@ -1,6 +1,6 @@
 //! End to end on Census-Income: train a PLE checkpoint with dfdx, compile it to ONNX, and check
 //! that the dfdx forward pass, tract (plain and optimised) and ONNX Runtime agree by the rule of
-//! `uie-model.md` §7 on ≥ 512 real test rows plus constructed rows (ids absent from training,
+//! `docs/model.md` §7 on ≥ 512 real test rows plus constructed rows (ids absent from training,
 //! negative ids, ids above 2^40, the int64 extremes). Also: the ONNX checker (full_check) and
 //! strict shape inference pass, compiling twice gives identical bytes, and the typed runtime API
 //! gives the same probabilities and names the feature at fault in a bad request.

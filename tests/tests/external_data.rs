@@ -1,7 +1,7 @@
 //! ONNX external data end to end, at a small scale (a UCBE model whose personalised memory is
 //! 50,000 users × 32; threshold forced low so every table of at least 4 KiB goes to the data file): both files exist; tract (plain and
 //! optimised, loading from the path) and ONNX Runtime (both optimisation levels) give the same
-//! `probs` as the same model compiled inline, by the rule of `uie-model.md` §7; the ONNX checker's
+//! `probs` as the same model compiled inline, by the rule of `docs/model.md` §7; the ONNX checker's
 //! full check passes on the path (so it resolves the external data); loading the model from bytes
 //! fails cleanly; two compiles give byte-identical model and data files.
 //!

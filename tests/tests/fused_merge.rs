@@ -1,7 +1,7 @@
 //! `uie-runtime` merges the linear layers that read the same input (a PLE level's first
 //! expert layers, its gates, the sequence query and UCSE's target projection) into one MatMul plus
 //! a column slice per layer (`uie_runtime::rewrites::merge`). The merged model must equal the
-//! unmerged one by the rule of `uie-model.md` §7 on every output (`probs` and, compiled with debug
+//! unmerged one by the rule of `docs/model.md` §7 on every output (`probs` and, compiled with debug
 //! outputs, every debug value; retrieved indices exactly except on near-tie rows, two of the K + 1
 //! best scores closer than 1e-5 with the larger positive), at batch sizes 1, 7 and 256, plain and
 //! optimised, on seeded random checkpoints (plain PLE, full UIE) and a briefly trained MovieLens

@@ -1,6 +1,6 @@
 //! `uie-runtime` rewrites each centre-retrieval sub-graph into its fused op
 //! (`uie_runtime::rewrites::retrieval`). The rewritten model must equal the standard one: `probs` by the rule of
-//! `uie-model.md` §7, retrieved indices exactly except on near-tie rows (two of the K + 1 best
+//! `docs/model.md` §7, retrieved indices exactly except on near-tie rows (two of the K + 1 best
 //! scores closer than 1e-5 with the larger positive), at batch sizes 1, 7 and 256, plain and
 //! optimised; on a seeded random-weights UIE checkpoint (clustered tables: rows that keep
 //! nothing, a duplicated centre), its zero-centres and duplicated-centres variants, and a briefly

@@ -1,7 +1,7 @@
 //! `uie-runtime` rewrites the behaviour-sequence target attention (with UCSE's masked
 //! history sum) and UCSE's attention over the kept centres into its fused attention op
 //! (`uie_runtime::rewrites::attention`). The rewritten model must equal the unrewritten one by the
-//! rule of `uie-model.md` §7 on every output (`probs` and, compiled with debug outputs, every
+//! rule of `docs/model.md` §7 on every output (`probs` and, compiled with debug outputs, every
 //! debug value), at batch sizes 1, 7 and 256, plain and optimised, with the retrieval rewrite on
 //! and off; rows where a UCSE retrieval has a near tie (two of the K + 1 best scores closer than
 //! 1e-5 with the larger positive: the masked history sum is added in another order, so the

@@ -1,7 +1,7 @@
 //! End to end on MovieLens with every UIE module: a full-UIE checkpoint is trained on the real
 //! Protocol B data (one warm-up epoch, one full epoch), compiled with debug outputs, and the
 //! trainer's dfdx forward pass, tract (plain and optimised) and ONNX Runtime (optimisations off
-//! and on) are compared by the rule of `uie-model.md` §7 on ≥ 1,000 real test samples plus
+//! and on) are compared by the rule of `docs/model.md` §7 on ≥ 1,000 real test samples plus
 //! constructed rows: `hist_len = 0`, `L = 1`, `L` at its maximum, negative and huge ids; then on
 //! two edited checkpoints, one whose centre tables are all zero (no centre is ever kept) and one
 //! with duplicated centres (exact ties, which both sides break toward the lower index).

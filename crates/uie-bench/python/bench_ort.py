@@ -3,7 +3,7 @@
 Two commands:
 
   compare --model M --inputs DIR --tract BIN [--batches 1,16,256] [--threads 1,2] [--rounds 3]
-          [--seconds 1.0] [--min-calls 100] [--warmup 20] [--json OUT]
+          [--seconds 1.0] [--min-calls 100] [--warmup 20] [--json OUT] [--baseline BIN2]
       Starts the tract harness (`BIN serve`, src/bin/bench_inference.rs) on the same model
       and inputs, then for each round and batch size times, in turn, tract with the runtime's
       default options, plain tract (the runtime's rewrites and register clearing off), and ONNX Runtime with each intra-op
@@ -11,7 +11,9 @@ Two commands:
       calls. The order of the sides rotates from one round to the next, so load on the machine
       affects every side alike. The samples of all rounds are pooled per case; the command prints
       markdown tables of p50, p99 (µs) and throughput (rows/s) and the ratios, and writes the
-      summary to OUT as JSON.
+      summary to OUT as JSON. With --baseline, a second harness (another build of the same
+      benchmark binary, e.g. from an earlier commit) runs its default options as one more side of
+      the same rounds, and a table compares its p50 with this build's.
 
   cases --model M --feeds F [F ...] [--threads 1] [--seconds 1.0] [--min-calls 10] [--warmup 3]
       Times ONNX Runtime on each feeds file (one session) and prints one JSON object with the
@@ -109,22 +111,33 @@ def cmd_compare(a):
     batches = [int(x) for x in a.batches.split(",")]
     threads = [int(x) for x in a.threads.split(",")]
     feeds = {n: load_feeds(f"{a.inputs}/inputs_{n}.json") for n in batches}
-    tract = subprocess.Popen(
-        [a.tract, "serve", "--model", a.model, "--inputs", a.inputs, "--batches", a.batches],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    ready = json.loads(tract.stdout.readline() or "{}")
-    if not ready.get("ready"):
-        sys.exit(f"the tract harness did not start: {tract.wait()}")
 
-    def tract_chunk(variant, n):
-        tract.stdin.write(f"{variant} {n} {a.seconds} {a.min_calls} {a.warmup}\n")
-        tract.stdin.flush()
-        line = tract.stdout.readline()
+    def start(binary):
+        harness = subprocess.Popen(
+            [binary, "serve", "--model", a.model, "--inputs", a.inputs, "--batches", a.batches],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        hello = json.loads(harness.stdout.readline() or "{}")
+        if not hello.get("ready"):
+            sys.exit(f"the tract harness {binary} did not start: {harness.wait()}")
+        return harness, hello
+
+    tract, ready = start(a.tract)
+    harnesses = [tract]
+    baseline = None
+    if a.baseline:
+        baseline, _ = start(a.baseline)
+        harnesses.append(baseline)
+
+    def tract_chunk(variant, n, harness=tract):
+        harness.stdin.write(f"{variant} {n} {a.seconds} {a.min_calls} {a.warmup}\n")
+        harness.stdin.flush()
+        line = harness.stdout.readline()
         if not line:
-            sys.exit(f"the tract harness stopped: {tract.wait()}")
+            sys.exit(f"the tract harness stopped: {harness.wait()}")
         return json.loads(line)["samples_ns"]
 
-    sides = ["tract", "tract-nofuse"] + [f"ort-{t}" for t in threads]
+    sides = ["tract", "tract-nofuse"] + (["baseline"] if baseline else [])
+    sides += [f"ort-{t}" for t in threads]
     pooled = {(side, n): [] for side in sides for n in batches}
     for r in range(a.rounds):
         for n in batches:
@@ -134,14 +147,17 @@ def cmd_compare(a):
                     samples = tract_chunk("default", n)
                 elif side == "tract-nofuse":
                     samples = tract_chunk("nofuse", n)
+                elif side == "baseline":
+                    samples = tract_chunk("default", n, baseline)
                 else:
                     t = int(side.split("-")[1])
                     samples = ort_chunk(a.model, t, feeds[n], a.warmup, a.seconds, a.min_calls)
                 pooled[(side, n)] += samples
             print(f"round {r + 1}/{a.rounds}, batch {n}: done", file=sys.stderr, flush=True)
-    tract.stdin.close()
-    if tract.wait() != 0:
-        sys.exit(f"the tract harness failed: {tract.returncode}")
+    for harness in harnesses:
+        harness.stdin.close()
+        if harness.wait() != 0:
+            sys.exit(f"the tract harness failed: {harness.returncode}")
 
     summary = {f"{side}/{n}": summarise(pooled[(side, n)], n) for side in sides for n in batches}
     report = {
@@ -175,6 +191,14 @@ def cmd_compare(a):
     for n in batches:
         d, o = summary[f"tract/{n}"], summary[f"tract-nofuse/{n}"]
         print(f"| {n} | {d['p50_us']:.1f} | {o['p50_us']:.1f} | {o['p50_us'] / d['p50_us']:.2f}× |")
+    if baseline:
+        print(f"\n| batch | tract default p50 | baseline ({a.baseline}) default p50 "
+              "| baseline / this build |")
+        print("|---:|---:|---:|---:|")
+        for n in batches:
+            d, b = summary[f"tract/{n}"], summary[f"baseline/{n}"]
+            print(f"| {n} | {d['p50_us']:.1f} | {b['p50_us']:.1f} "
+                  f"| {b['p50_us'] / d['p50_us']:.2f}× |")
     print()
     t1 = threads[0]
     for n, want, text in [(1, 1.0, "no slower than"), (256, 1 / 1.2, "within 1.2× of")]:
@@ -206,6 +230,7 @@ def main():
     c.add_argument("--min-calls", type=int, default=100)
     c.add_argument("--warmup", type=int, default=20)
     c.add_argument("--json")
+    c.add_argument("--baseline")
     k = sub.add_parser("cases")
     k.add_argument("--model", required=True)
     k.add_argument("--feeds", nargs="+", required=True)

@@ -1,7 +1,7 @@
 //! The reference evaluator of a whole IR graph: runs every node's naive [`Op::eval`] in order.
 //!
 //! It is the oracle of the op emitters and of the lowering (tract and ONNX Runtime must agree with
-//! it within the tolerance of `uie-model.md` §7). Inputs are checked against the declared input
+//! it within the tolerance of `docs/model.md` §7). Inputs are checked against the declared input
 //! types: dtype, rank, fixed dims, and one size per symbolic dim (every `N` the same).
 //!
 //! [`Op::eval`]: crate::ops::Op::eval

@@ -1,5 +1,5 @@
 //! Lowering: a checkpoint becomes an IR graph with the forward semantics of
-//! [`uie_model::schema`] (`uie-model.md` §1 and §6).
+//! [`uie_model::schema`] (`docs/model.md` §1 and §6).
 //!
 //! ```text
 //! <field> i64[N] ─Mod(H_f)─Gather(embed.<field>)─┐
@@ -9,11 +9,11 @@
 //! ```
 //!
 //! The gate mix is `ReduceSum_axis1(Unsqueeze(g, 2) · Concat_axis1(Unsqueeze(e_j, 1)))` (a
-//! batched MatMul `[N, 1, E] · [N, E, W]` measured slower in tract here: BENCHMARKS.md). Node names
+//! batched MatMul `[N, 1, E] · [N, E, W]` measured slower in tract here: `docs/perf-log.md`). Node names
 //! are `<tensor prefix>/<OpType>` (e.g. `ple.l0.income.expert1.fc0/MatMul`), value names
 //! `<tensor prefix>.<step>`; weights keep their checkpoint names as initializer names.
 //!
-//! The behaviour sequence and the UIE modules (`uie-model.md` §2–§5) are further [`InputPart`]s
+//! The behaviour sequence and the UIE modules (`docs/model.md` §2–§5) are further [`InputPart`]s
 //! of the backbone input, each a named sub-graph with exactly the trainer's formulas (the module
 //! doc of `uie-train`'s `model.rs`):
 //!
@@ -65,7 +65,7 @@ pub struct LowerOptions {
     pub debug_outputs: bool,
 }
 
-/// One slice of the backbone input `x`, in concatenation order (`uie-model.md` §6).
+/// One slice of the backbone input `x`, in concatenation order (`docs/model.md` §6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputPart {
     /// The embedding of a categorical field.

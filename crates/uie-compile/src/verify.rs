@@ -1,6 +1,6 @@
 //! `verify`: runs a compiled model on a checkpoint's golden rows (the trainer's forward-pass
 //! probabilities) in tract, plain and optimised, and in the IR reference evaluator, and compares
-//! each with the parity rule of `uie-model.md` §7: `|a − b| ≤ 1e-5 + 1e-4·|b|`.
+//! each with the parity rule of `docs/model.md` §7: `|a − b| ≤ 1e-5 + 1e-4·|b|`.
 
 use std::fmt;
 use std::path::Path;

@@ -29,7 +29,7 @@ pub struct RawBatch {
     pub history: Option<History>,
 }
 
-/// The behaviour sequence of a batch (`uie-model.md` §1): `items` is `[n, width]` row-major, oldest
+/// The behaviour sequence of a batch (`docs/model.md` §1): `items` is `[n, width]` row-major, oldest
 /// first, right-padded (padding values are ignored); `len[r]` leading entries of row r are real.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct History {

@@ -75,7 +75,7 @@ pub struct Features {
     pub sequence: Option<Sequence>,
 }
 
-/// `[features.sequence]`: the user's most recent consumed items (`uie-model.md` §2).
+/// `[features.sequence]`: the user's most recent consumed items (`docs/model.md` §2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sequence {
@@ -136,7 +136,7 @@ fn one() -> f32 {
     1.0
 }
 
-/// `[uie]`: the User Interest Enhancement modules of `uie-model.md` §3–§5. Every module is off
+/// `[uie]`: the User Interest Enhancement modules of `docs/model.md` §3–§5. Every module is off
 /// unless enabled; with all off the model is plain PLE and nothing below is used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -258,7 +258,7 @@ pub struct Ucbe {
     pub rho_p: f32,
 }
 
-/// How centres move (`uie-model.md` §4).
+/// How centres move (`docs/model.md` §4).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CentreUpdate {

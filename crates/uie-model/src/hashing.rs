@@ -1,4 +1,4 @@
-//! How raw values become ids and ids become embedding rows (`uie-model.md` §1).
+//! How raw values become ids and ids become embedding rows (`docs/model.md` §1).
 //!
 //! A categorical value that is not already an integer (a census string, a genre) becomes an int64
 //! id by [`feature_id`], FNV-1a 64 of its UTF-8 bytes, reinterpreted as `i64`: anyone can compute it

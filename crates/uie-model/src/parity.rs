@@ -1,4 +1,4 @@
-//! The parity rule of `uie-model.md` §7, shared by `uie-compile verify` and the end-to-end tests:
+//! The parity rule of `docs/model.md` §7, shared by `uie-compile verify` and the end-to-end tests:
 //! for the same checkpoint and inputs, engines agree on `probs` within `|a − b| ≤ 1e-5 + 1e-4·|b|`
 //! (b the reference value).
 

@@ -175,7 +175,7 @@ pub struct Plan {
     pub uie: Option<UiePlan>,
 }
 
-/// Sequence pooling by target attention (`uie-model.md` §2).
+/// Sequence pooling by target attention (`docs/model.md` §2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SequencePlan {
     /// The item-id field whose embedding table `hist_items` share.
@@ -199,7 +199,7 @@ pub struct AuxTower {
     pub out_bias: String,
 }
 
-/// The UIE modules (`uie-model.md` §3–§5), each present only when enabled.
+/// The UIE modules (`docs/model.md` §3–§5), each present only when enabled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UiePlan {
     /// Auxiliary width `d`.

@@ -9,7 +9,7 @@
 //! Left out always: `ConcatThenEinsum`. It splits every MatMul that reads a Concat into one MatMul
 //! per concatenated part plus a chain of Adds. The backbone input `x` is a Concat of a dozen parts
 //! read by every first expert and gate layer, so the split turned ~12 MatMuls into ~120 MatMuls
-//! and ~90 Adds (the largest cost in the profile, see BENCHMARKS.md). The math is the same either
+//! and ~90 Adds (the largest cost in the profile, see `docs/perf-log.md`). The math is the same either
 //! way (one MatMul over the concatenated row).
 //!
 //! Left out when some linear layers were merged ([`crate::rewrites::merge`]): `PushSliceUp`. It

@@ -6,7 +6,7 @@
 //! crate's kernels, most of tract's Rust code) uses legacy SSE encodings, and on this project's
 //! machine every such instruction then runs under the dirty-upper-state penalty: the fused
 //! attention measured 2.7× slower after one model run than before it, and as fast again after a
-//! `vzeroupper` (BENCHMARKS.md, "Fused centre retrieval (issue 8)"). [`clear`] issues that
+//! `vzeroupper` (`docs/perf-log.md`, "The upper vector state"). [`clear`] issues that
 //! `vzeroupper`; [`crate::Engine`] calls it after every node of the plan.
 
 /// Clears the upper halves of the vector registers (`vzeroupper`) when the CPU has AVX; does

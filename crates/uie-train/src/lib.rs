@@ -1,4 +1,4 @@
-//! `uie-train`: trains the PLE backbone (`docs/uie-model.md` §1, §6) with dfdx and writes
+//! `uie-train`: trains the PLE backbone (`docs/model.md` §1, §6) with dfdx and writes
 //! `uie_model` checkpoints.
 //!
 //! - [`data`]: data readers (Census-Income, Protocol A) and the train/validation/test split.

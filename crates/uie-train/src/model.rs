@@ -1,5 +1,5 @@
 //! The forward pass (behaviour sequence, UIE modules, PLE backbone) in dfdx on runtime-shaped
-//! tensors, exactly as `docs/uie-model.md` §2–§6 and `uie_model::schema` define it, shared by
+//! tensors, exactly as `docs/model.md` §2–§6 and `uie_model::schema` define it, shared by
 //! training, evaluation and [`predict`] (the parity oracle). Linear: `y = x · W + b`, `W` stored
 //! `[in, out]`; `sg(·)` is a stop-gradient (a fresh host constant with no tape).
 //!
@@ -1060,7 +1060,7 @@ pub fn predict(checkpoint: &Checkpoint, batch: &RawBatch) -> Result<Vec<f32>, Tr
 }
 
 /// Refuses the parts of the config this trainer does not implement. Every part of
-/// `docs/uie-model.md` (§2 sequence, §3 towers, §4–§5 UPE, UCBE, UCSE) is implemented now, so this
+/// `docs/model.md` (§2 sequence, §3 towers, §4–§5 UPE, UCBE, UCSE) is implemented now, so this
 /// accepts every valid config; it stays the one place to refuse a future, unimplemented option.
 pub fn check_supported(config: &Config) -> Result<(), TrainError> {
     let _ = config;

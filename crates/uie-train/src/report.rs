@@ -1,6 +1,6 @@
 //! What a training run records and what an evaluation reports: per task, per history cohort
 //! (`docs/evaluation.md` Protocol B), GAUC by user, and the collapse diagnostics of every memory
-//! table (`uie-model.md` §4). Plain data, serialisable: a run writes its epoch records as
+//! table (`docs/model.md` §4). Plain data, serialisable: a run writes its epoch records as
 //! `history.json` into the checkpoint directory (the `uie-train` binary draws its plots and
 //! tables from them).
 
@@ -63,7 +63,7 @@ pub struct TableUsage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// Towers only, centres frozen (`uie-model.md` §3 warm start).
+    /// Towers only, centres frozen (`docs/model.md` §3 warm start).
     Warmup,
     /// The whole model.
     Full,

@@ -12,7 +12,7 @@
 //! weights), and [`HISTORY_FILE`] (the [`EpochRecord`]s so far, also in `best/`). Resuming from it
 //! continues bit-for-bit where the run left off.
 //!
-//! With UIE (`docs/uie-model.md` §3–§4) a run has two phases:
+//! With UIE (`docs/model.md` §3–§4) a run has two phases:
 //!
 //! - **Warm-up** (`uie.warmup_epochs` epochs, recorded as [`Phase::Warmup`]): each step trains the
 //!   auxiliary towers only, on `L_aux` (a separate Adam whose moments are dropped afterwards); the

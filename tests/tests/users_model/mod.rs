@@ -1,5 +1,5 @@
 //! A PLE + UIE model with UCBE only, whose personalised user memory `memory.personal` has one row
-//! per user-id bucket (`users × 32` f32, `uie-model.md` §4; the user-id embedding `embed.user_id`
+//! per user-id bucket (`users × 32` f32, `docs/model.md` §4; the user-id embedding `embed.user_id`
 //! is `users × 8`): the checkpoint with seeded random weights, rows with ids in range, negative,
 //! huge and extreme. Used by the external-data test.
 

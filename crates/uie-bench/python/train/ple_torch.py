@@ -4,7 +4,7 @@ the PyTorch baseline of scripts/bench-train.sh (Protocol A).
 
 Same data (the trainer's train/val/test rows, read from the export's safetensors), same initial
 weights (the export's init.safetensors, i.e. what `uie-train train` starts from with that seed),
-same model (docs/uie-model.md §6: embeddings in input order + normalised dense, PLE levels with
+same model (docs/model.md §6: embeddings in input order + normalised dense, PLE levels with
 ReLU experts and softmax gates, ReLU towers, one logit per task), same loss (Σ_k w_k · mean BCE),
 same optimizer (Adam β 0.9/0.999, ε 1e-8, bias-corrected, dense updates of every tensor), same
 batch size and epochs; validation after every epoch, the test AUC of the best epoch (mean
@@ -71,7 +71,7 @@ def auc(scores, labels):
 
 
 class Ple(torch.nn.Module):
-    """docs/uie-model.md §6 with uie's tensor names; Linear is x · W + b with W [in, out]."""
+    """docs/model.md §6 with uie's tensor names; Linear is x · W + b with W [in, out]."""
 
     def __init__(self, config, init):
         super().__init__()

@@ -9,7 +9,7 @@
 //!   line `largest-table <name> <bytes>` for the script.
 //! - `run-models --dir DIR --users U`: loads `DIR/model.onnx` from its path in tract (plain and
 //!   optimised) and ONNX Runtime (`python/ort_timed.py`, the test venv's Python), runs a few rows
-//!   (user ids in range, negative and huge; a history), checks they agree by `uie-model.md` §7
+//!   (user ids in range, negative and huge; a history), checks they agree by `docs/model.md` §7
 //!   and prints load and run times.
 
 use std::collections::BTreeMap;

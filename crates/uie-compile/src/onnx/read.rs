@@ -74,7 +74,7 @@ pub struct InitializerSummary {
 }
 
 impl InitializerSummary {
-    /// Whether this initializer is a memory table (`memory.*`, `uie-model.md` §4).
+    /// Whether this initializer is a memory table (`memory.*`, `docs/model.md` §4).
     pub fn is_memory_table(&self) -> bool {
         self.name.starts_with(MEMORY_PREFIX)
     }

@@ -1,4 +1,4 @@
-//! The ONNX versions this compiler targets: the one place they are defined (`uie-model.md` §8).
+//! The ONNX versions this compiler targets: the one place they are defined (`docs/model.md` §8).
 
 /// `ModelProto.ir_version`.
 pub const IR_VERSION: i64 = 8;

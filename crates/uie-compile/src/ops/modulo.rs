@@ -1,5 +1,5 @@
 //! `Mod` with `fmod = 0`: integer remainder with the sign of the divisor (Python's `%`), the rule
-//! that maps any int64 id into `[0, H_f)` (`uie-model.md` §1).
+//! that maps any int64 id into `[0, H_f)` (`docs/model.md` §1).
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Mod.html>. Minimum opset 13 (the current
 //! definition). Attribute `fmod` (int) is always emitted as 0; both operands are inputs (the

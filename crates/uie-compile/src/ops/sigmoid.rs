@@ -2,7 +2,7 @@
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__Sigmoid.html>. Minimum opset 13 (the current
 //! definition). No attributes; one input. tract approximates it: compare with the tolerance of
-//! `uie-model.md` §7.
+//! `docs/model.md` §7.
 
 use uie_model::Tensor;
 

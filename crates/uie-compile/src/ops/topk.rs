@@ -1,5 +1,5 @@
 //! `TopK`: the `K` largest entries along the last axis, sorted, with their int64 indices (the
-//! centre retrieval of `uie-model.md` §5).
+//! centre retrieval of `docs/model.md` §5).
 //!
 //! Spec: <https://onnx.ai/onnx/operators/onnx__TopK.html>. Minimum opset 11 (adds `largest` and
 //! `sorted`; K became an input in 10). Attributes `axis = -1`, `largest = 1`, `sorted = 1`, always

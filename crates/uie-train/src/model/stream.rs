@@ -1,4 +1,4 @@
-//! The training-time side of the UIE memory tables (`docs/uie-model.md` §3–§4): the stream
+//! The training-time side of the UIE memory tables (`docs/model.md` §3–§4): the stream
 //! clustering of `M_upe`, `M_ucbe`, `M_ucse` and the updates of the personalised memory `P`,
 //! run on the host after every optimizer step of the full phase, and the k-means++ initialisation
 //! of the centre tables after the warm-up.

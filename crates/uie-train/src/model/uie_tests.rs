@@ -1,5 +1,5 @@
 //! Acceptance tests of the sequence and UIE forward pass, its stop-gradients and the memory
-//! updates: a plain-Rust f64 reference of `docs/uie-model.md` §2–§6, compared with dfdx.
+//! updates: a plain-Rust f64 reference of `docs/model.md` §2–§6, compared with dfdx.
 
 use std::collections::BTreeMap;
 
@@ -201,7 +201,7 @@ fn table(w: &TensorMap, name: &str, width: usize) -> Vec<Vec<f64>> {
     (0..n).map(|r| row(w, name, r, width)).collect()
 }
 
-/// `x` per row, by the formulas of `docs/uie-model.md` §2–§6.
+/// `x` per row, by the formulas of `docs/model.md` §2–§6.
 fn reference_x(config: &Config, w: &TensorMap, b: &RawBatch) -> Vec<Vec<f64>> {
     let plan = Plan::new(config);
     let e = plan.embed_dim;

@@ -1,4 +1,4 @@
-//! Stream clustering of one centre table (`docs/uie-model.md` §4 steps 1–4), its collapse
+//! Stream clustering of one centre table (`docs/model.md` §4 steps 1–4), its collapse
 //! diagnostics (§4, last paragraph) and the k-means++ initialisation of the warm-up (§3).
 //!
 //! One training step of a table (`M_upe`, `M_ucbe` or `M_ucse`) is:

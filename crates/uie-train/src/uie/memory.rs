@@ -1,4 +1,4 @@
-//! The personalised user memory `P [H_user, d]` of UCBE (`docs/uie-model.md` §4 step 5):
+//! The personalised user memory `P [H_user, d]` of UCBE (`docs/model.md` §4 step 5):
 //!
 //! for each positive sample `(u, v_i)`: take the top-`K2` centres of `<v_i, M_ucbe>` (same top-K
 //! and tie rule as retrieval, §5), keep those with score `> 0`, let `t` be their plain **mean**

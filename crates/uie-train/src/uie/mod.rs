@@ -1,4 +1,4 @@
-//! Host-side UIE math (`docs/uie-model.md` §3–§5): the parts of UIE that the optimizer never
+//! Host-side UIE math (`docs/model.md` §3–§5): the parts of UIE that the optimizer never
 //! touches, computed on plain row-major `f32` matrices and fed to the dfdx graph as constants.
 //!
 //! - [`retrieval`]: masked top-K attention `R(query, M, K)` over a centre table (§5).

@@ -1,4 +1,4 @@
-//! Masked top-K attention over a centre table, `R(query, M, K)` of `docs/uie-model.md` §5:
+//! Masked top-K attention over a centre table, `R(query, M, K)` of `docs/model.md` §5:
 //!
 //! ```text
 //! s        = query · Mᵀ                          [B, N]

@@ -1,5 +1,5 @@
 //! The fused target attention over gathered table rows: the behaviour-sequence attention `seq`
-//! of `uie-model.md` §2 (with UCSE's masked history sum, §5) and UCSE's attention over the kept
+//! of `docs/model.md` §2 (with UCSE's masked history sum, §5) and UCSE's attention over the kept
 //! centres, as one kernel in plain Rust ([`attend`]) and one tract op ([`UieAttention`]).
 //!
 //! For every batch row `n`, with `L` indices `ids[n, ·]`, a mask `m[n, ·]` and a query `q[n]`:

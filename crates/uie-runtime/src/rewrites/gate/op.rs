@@ -1,4 +1,4 @@
-//! The fused PLE gate mix `Σ_j softmax(logits)_j · expert_j` (`uie-model.md` §1, the gates of a
+//! The fused PLE gate mix `Σ_j softmax(logits)_j · expert_j` (`docs/model.md` §6, the gates of a
 //! PLE level) as one kernel ([`gate_mix`]) and one tract op ([`UieGateMix`]).
 
 use tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};

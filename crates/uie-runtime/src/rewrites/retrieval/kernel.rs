@@ -1,5 +1,5 @@
 //! The fused retrieval kernel, in plain Rust (no tract types): `R(query, M, K)` of
-//! `uie-model.md` §5 for a batch of rows of scores `s = q · Mᵀ` computed elsewhere (the runtime's
+//! `docs/model.md` §5 for a batch of rows of scores `s = q · Mᵀ` computed elsewhere (the runtime's
 //! rewrite feeds it tract's MatMul output: tract picks AVX2/FMA matrix kernels at run time, which
 //! this safe code, built for the baseline target, cannot).
 //!

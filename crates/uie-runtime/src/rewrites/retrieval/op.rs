@@ -88,7 +88,7 @@ pub enum RetrievalOutput {
     Gathered,
 }
 
-/// The fused op: `R(query, M, K)` of `uie-model.md` §5 in one pass per row.
+/// The fused op: `R(query, M, K)` of `docs/model.md` §5 in one pass per row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UieRetrieval {
     /// K, the number of centres retrieved per row.

@@ -22,7 +22,7 @@
 //! it like any other): tract's matrix kernels are chosen at run time for the CPU (AVX2/FMA,
 //! AVX-512), which safe Rust built for the baseline x86-64 target cannot use, and measured
 //! interleaved on the whole MovieLens model this was faster at batch 16 and 256 and equal at
-//! batch 1 than scoring in the op with a blocked safe-Rust kernel (BENCHMARKS.md). For a larger table the `[B, N]` scores tensor itself is the cost
+//! batch 1 than scoring in the op with a blocked safe-Rust kernel (`docs/perf-log.md`). For a larger table the `[B, N]` scores tensor itself is the cost
 //! (67 MB at B = 256, N = 65,536: written, faulted in page by page, read back), so the op takes
 //! the MatMul's query instead and scores it with the same MatMul split into one-node tract plans
 //! over column chunks of `Mᵀ` ([`CHUNK_TABLE_BYTES`] each), a block of rows at a time, folding
