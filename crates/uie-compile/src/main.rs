@@ -197,30 +197,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// The error and its causes on one line, `outer: cause: …`, for stderr: a cause whose text the
-/// line already holds is left out (the typed errors put their source in their own message), one
-/// that starts with the previous part's words replaces it, and line breaks become spaces.
-fn one_line(error: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in error.chain() {
-        let text = cause.to_string().replace(['\n', '\r'], " ");
-        if parts.join(": ").contains(text.as_str()) {
-            continue;
-        }
-        match parts.last_mut() {
-            Some(last) if text.starts_with(last.as_str()) => *last = text,
-            _ => parts.push(text),
-        }
-    }
-    parts.join(": ")
-}
-
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", uie_cli::one_line(&e));
             ExitCode::FAILURE
         }
     }
