@@ -2,7 +2,8 @@
 //! pass, the compiler's reference evaluator, tract through `uie-runtime`'s `Model::predict`, ONNX
 //! Runtime) is fed, and what `golden.safetensors` stores. [`RawBatch::validate`] is the one check
 //! of a request against a model's [`GraphSchema`]; [`RawBatch::from_tensors`] and
-//! [`RawBatch::graph_inputs`] convert from and to the named graph-input tensors.
+//! [`RawBatch::graph_inputs`] convert from and to the named graph-input tensors, and
+//! [`RawBatch::input_views`] lends them to an engine without a copy.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,26 @@ use crate::checkpoint::{
 use crate::config::Config;
 use crate::error::{InputError, ModelError};
 use crate::graph::{GraphSchema, DENSE, HIST_ITEMS, HIST_LEN};
+
+/// One graph input of a [`RawBatch`], borrowed ([`RawBatch::input_views`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputView<'a> {
+    /// Graph input name.
+    pub name: &'a str,
+    /// Dims, batch first.
+    pub shape: Vec<usize>,
+    /// The values, row-major.
+    pub data: ViewData<'a>,
+}
+
+/// The borrowed values of an [`InputView`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ViewData<'a> {
+    /// `f32` values (the dense input).
+    F32(&'a [f32]),
+    /// `i64` values (ids, history items and lengths).
+    I64(&'a [i64]),
+}
 
 /// Raw inputs for `n` rows: one int64 id column per categorical field (unhashed: the model applies
 /// `id mod buckets` itself), the raw (unnormalised) dense matrix, row-major `[n, n_dense]`, and the
@@ -217,41 +238,64 @@ impl RawBatch {
         Ok(batch)
     }
 
-    /// The graph inputs of the batch, named and in graph order (see [`GraphSchema::inputs`]).
-    /// Run [`RawBatch::validate`] first: a field the batch lacks gives an empty tensor.
-    pub fn graph_inputs(&self, schema: &GraphSchema) -> Vec<(String, Tensor)> {
+    /// The graph inputs of the batch, borrowed, named and in graph order (see
+    /// [`GraphSchema::inputs`]): what an engine copies into its own tensors, once. Run
+    /// [`RawBatch::validate`] first: a field the batch lacks gives an empty input.
+    pub fn input_views<'a>(&'a self, schema: &'a GraphSchema) -> Vec<InputView<'a>> {
         let n = self.n;
-        let mut out: Vec<(String, Tensor)> = schema
+        let mut out: Vec<InputView<'a>> = schema
             .categorical
             .iter()
             .map(|c| {
-                let ids = self.categorical.get(&c.name).cloned().unwrap_or_default();
-                (c.name.clone(), Tensor::i64(vec![ids.len()], ids))
+                let ids = self.categorical.get(&c.name).map_or(&[][..], Vec::as_slice);
+                InputView {
+                    name: &c.name,
+                    shape: vec![ids.len()],
+                    data: ViewData::I64(ids),
+                }
             })
             .collect();
         if !schema.dense.is_empty() {
-            out.push((
-                DENSE.to_string(),
-                Tensor {
-                    shape: vec![n, schema.dense.len()],
-                    data: TensorData::F32(self.dense.clone()),
-                },
-            ));
+            out.push(InputView {
+                name: DENSE,
+                shape: vec![n, schema.dense.len()],
+                data: ViewData::F32(&self.dense),
+            });
         }
         if let (Some(_), Some(h)) = (&schema.sequence, &self.history) {
-            out.push((
-                HIST_ITEMS.to_string(),
-                Tensor {
-                    shape: vec![n, h.width],
-                    data: TensorData::I64(h.items.clone()),
-                },
-            ));
-            out.push((
-                HIST_LEN.to_string(),
-                Tensor::i64(vec![h.len.len()], h.len.clone()),
-            ));
+            out.push(InputView {
+                name: HIST_ITEMS,
+                shape: vec![n, h.width],
+                data: ViewData::I64(&h.items),
+            });
+            out.push(InputView {
+                name: HIST_LEN,
+                shape: vec![h.len.len()],
+                data: ViewData::I64(&h.len),
+            });
         }
         out
+    }
+
+    /// The graph inputs of the batch as owned tensors, named and in graph order
+    /// ([`RawBatch::input_views`], copied).
+    pub fn graph_inputs(&self, schema: &GraphSchema) -> Vec<(String, Tensor)> {
+        self.input_views(schema)
+            .into_iter()
+            .map(|v| {
+                let data = match v.data {
+                    ViewData::F32(d) => TensorData::F32(d.to_vec()),
+                    ViewData::I64(d) => TensorData::I64(d.to_vec()),
+                };
+                (
+                    v.name.to_string(),
+                    Tensor {
+                        shape: v.shape,
+                        data,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// The rows `rows` of this batch, in that order; indices `≥ n` are skipped.

@@ -21,7 +21,7 @@ pub mod hashing;
 pub mod parity;
 pub mod schema;
 
-pub use batch::{History, RawBatch};
+pub use batch::{History, InputView, RawBatch, ViewData};
 pub use checkpoint::{Checkpoint, CheckpointFiles, CheckpointMeta, Tensor, TensorData, TensorMap};
 pub use config::Config;
 pub use error::{InputError, ModelError};

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{EvalContext, OpState};
 
-use uie_model::{InputError, Tensor as UieTensor, TensorData};
+use uie_model::{InputError, InputView, Tensor as UieTensor, TensorData, ViewData};
 
 use crate::error::RuntimeError;
 use crate::rewrites::{RewriteCounts, RewriteName, RewriteSet};
@@ -36,21 +36,30 @@ fn bad_input(name: &str, message: String) -> RuntimeError {
 
 /// A tensor as tract's input value.
 fn to_tvalue(t: &UieTensor, name: &str) -> Result<TValue, RuntimeError> {
-    // Checked here: tract multiplies the dims without an overflow check.
-    let len = match &t.data {
-        TensorData::F32(data) => data.len(),
-        TensorData::I64(data) => data.len(),
+    let data = match &t.data {
+        TensorData::F32(data) => ViewData::F32(data),
+        TensorData::I64(data) => ViewData::I64(data),
     };
-    let count = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    view_to_tvalue(name, &t.shape, data)
+}
+
+/// Borrowed input values as one of tract's (the one copy of a request's data).
+fn view_to_tvalue(name: &str, shape: &[usize], data: ViewData<'_>) -> Result<TValue, RuntimeError> {
+    // Checked here: tract multiplies the dims without an overflow check.
+    let len = match data {
+        ViewData::F32(data) => data.len(),
+        ViewData::I64(data) => data.len(),
+    };
+    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if count != Some(len) {
         return Err(bad_input(
             name,
-            format!("shape {:?} does not hold {len} values", t.shape),
+            format!("shape {shape:?} does not hold {len} values"),
         ));
     }
-    let tensor = match &t.data {
-        TensorData::F32(data) => Tensor::from_shape(&t.shape, data),
-        TensorData::I64(data) => Tensor::from_shape(&t.shape, data),
+    let tensor = match data {
+        ViewData::F32(data) => Tensor::from_shape(shape, data),
+        ViewData::I64(data) => Tensor::from_shape(shape, data),
     }
     .map_err(|e| bad_input(name, e.to_string()))?;
     Ok(tensor.into_tvalue())
@@ -316,14 +325,15 @@ impl Engine {
     }
 
     /// Runs inputs already checked against the model ([`crate::Model::predict`] validates a
-    /// request once, with [`uie_model::RawBatch::validate`]): the graph's inputs, in graph order.
+    /// request once, with [`uie_model::RawBatch::validate`]): the graph's inputs, borrowed, in
+    /// graph order, each copied once into tract.
     pub(crate) fn run_validated(
         &self,
-        inputs: &[(String, UieTensor)],
+        inputs: &[InputView<'_>],
     ) -> Result<Vec<(String, UieTensor)>, RuntimeError> {
         let values = inputs
             .iter()
-            .map(|(name, t)| to_tvalue(t, name))
+            .map(|v| view_to_tvalue(v.name, &v.shape, v.data))
             .collect::<Result<TVec<_>, _>>()?;
         self.execute(values)
     }

@@ -299,7 +299,7 @@ impl Model {
         let outputs = self
             .inner
             .engine
-            .run_validated(&batch.graph_inputs(schema))?;
+            .run_validated(&batch.input_views(schema))?;
         let (_, probs) = outputs
             .into_iter()
             .find(|(name, _)| name == PROBS)
