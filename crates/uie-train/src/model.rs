@@ -54,7 +54,7 @@ use dfdx::tensor::{
 use dfdx::tensor_ops::{Backward, BroadcastTo, GatherTo, SelectTo, TryConcatAlong, TryMatMul};
 use dfdx::tensor_ops::{ReshapeTo, SumTo};
 use rand::RngExt;
-use uie_model::graph::HIST_ITEMS;
+use uie_model::graph::{HIST_ITEMS, PROBS};
 use uie_model::hashing::bucket;
 use uie_model::schema::{
     AuxTower, Dtype, Owner, Role, SequencePlan, UiePlan, DENSE_MEAN, DENSE_STD, MEMORY_PERSONAL,
@@ -757,7 +757,7 @@ pub(crate) fn probs_on(
                 Some(acc) => (acc, l).concat_along(Axis::<1>),
             });
         }
-        let cat = cat.ok_or_else(|| tensor_error("probs", "the model has no task"))?;
+        let cat = cat.ok_or_else(|| tensor_error(PROBS, "the model has no task"))?;
         probs.extend(cat.sigmoid().as_vec());
         start = end;
     }
